@@ -1,0 +1,1 @@
+"""musicsim's similarity service (FastAPI + SQLAlchemy + FAISS)."""

@@ -1,0 +1,59 @@
+"""`musicsim`: the offline commands plus the service's `import` and `serve`.
+
+musicsim import --data data/demo          # FMA-format folder -> database
+musicsim serve --host 127.0.0.1 --port 8000
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.catalogue import import_catalogue
+from app.config import Settings
+from app.db import open_database
+from app.main import create_app
+from training.artefacts import BundleError, load_bundle
+from training.cli import DataOption, app, console, fail, read_catalogue
+
+__all__ = ["app"]
+
+
+@app.command("import")
+def import_data(data: DataOption) -> None:
+    """Load an FMA-format catalogue into the database (MUSICSIM_DATABASE_URL); idempotent."""
+    settings = Settings()
+    catalogue = read_catalogue(data)
+    engine = open_database(settings.database_url)
+    started = time.perf_counter()
+    columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("songs", total=len(catalogue.tracks))
+        n = import_catalogue(engine, catalogue, on_rows=lambda k: progress.advance(task, k))
+    engine.dispose()
+    console.print(
+        f"imported {n:,} songs into {engine.url.render_as_string(hide_password=True)} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
+) -> None:
+    """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
+    settings = Settings() if model is None else Settings(model_dir=model)
+    try:
+        load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
+    except BundleError as exc:
+        raise fail(str(exc)) from exc
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port)

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the objects opened at start-up, reaching handlers by type."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from app.index import SongIndex
+from app.service import Service
+from training.artefacts import Bundle
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_session(service: ServiceDep) -> Iterator[Session]:
+    with service.sessions() as session:
+        yield session
+
+
+def get_index(service: ServiceDep) -> SongIndex:
+    return service.index
+
+
+def get_bundle(service: ServiceDep) -> Bundle:
+    return service.bundle
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+IndexDep = Annotated[SongIndex, Depends(get_index)]
+BundleDep = Annotated[Bundle, Depends(get_bundle)]
+
+
+def check_api_key(expected: str | None, given: str | None) -> None:
+    """Writes need the configured key: 401 without one, 403 with a wrong one."""
+    if expected is None:
+        return
+    if given is None:
+        raise HTTPException(401, "this request changes the catalogue: send the X-API-Key header")
+    # Constant-time comparison: response timing must not reveal how much of a guess was right.
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "the X-API-Key is not valid")
+
+
+def require_api_key(service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    check_api_key(service.settings.api_key, x_api_key)
+
+
+ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]

@@ -1,0 +1,87 @@
+"""The FastAPI application factory.
+
+>>> app = create_app(Settings(database_url="sqlite:///data/musicsim.db"))
+>>> uvicorn.run(app)            # or: musicsim serve
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app.config import Settings
+from app.deps import require_api_key
+from app.limits import BodySizeLimit
+from app.routes import audio, evaluate, health, songs
+from app.schemas import ErrorOut
+from app.service import open_service
+
+# Every error body is {"detail": a sentence, or a list of field errors}.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in [
+        (400, "The body cannot be parsed"),
+        (401, "X-API-Key is required and missing"),
+        (403, "X-API-Key is wrong"),
+        (404, "No such song"),
+        (409, "The song is stored but not indexed yet; retry"),
+        (413, "The body is larger than the configured limit"),
+        (422, "The request is invalid; detail says why"),
+    ]
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if settings.api_key_for_reads and settings.api_key is None:
+        raise ValueError("MUSICSIM_API_KEY_FOR_READS needs MUSICSIM_API_KEY to be set")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = open_service(settings)
+        app.state.service = service
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="musicsim",
+        summary="Content-based music similarity: nearest songs from audio features alone.",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.include_router(health.router)  # always open: container health checks call it
+    guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
+    for module in (songs, audio, evaluate):
+        app.include_router(module.router, dependencies=guarded)
+    if settings.cors_origins:  # browsers on other origins get nothing unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(
+        BodySizeLimit,
+        max_json_bytes=settings.max_json_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    return app
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, without echoing the input: a NaN in it cannot be written as JSON."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})

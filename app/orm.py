@@ -1,0 +1,92 @@
+"""ORM tables. Alembic owns the schema (migrations/); this module only describes it.
+
+Features are stored as one little-endian float32 blob of 518 values per song:
+a row of 518 columns would be unwieldy, and the blob round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from training.features import N_FEATURES
+
+FEATURE_DTYPE = np.dtype("<f4")
+SOURCES = ("fma", "cold-start")
+
+# Named constraints let Alembic's batch mode (SQLite) alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(512))
+    location: Mapped[str | None] = mapped_column(String(512))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+
+
+class Genre(Base):
+    __tablename__ = "genres"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(256))
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    top_level_id: Mapped[int] = mapped_column(Integer)
+
+
+class Song(Base):
+    __tablename__ = "songs"
+    __table_args__ = (
+        CheckConstraint("source IN ('fma', 'cold-start')", name="source"),
+        CheckConstraint(f"length(features) = {N_FEATURES * 4}", name="features_length"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(1024))
+    artist_id: Mapped[int] = mapped_column(ForeignKey("artists.id"), index=True)
+    genre_id: Mapped[int | None] = mapped_column(ForeignKey("genres.id"), index=True)
+    duration: Mapped[float | None] = mapped_column(Float)
+    features: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )
+
+    artist: Mapped[Artist] = relationship(lazy="joined")
+    genre: Mapped[Genre | None] = relationship(lazy="joined")
+
+
+def features_to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=FEATURE_DTYPE).tobytes()
+
+
+def blobs_to_features(blobs: list[bytes]) -> np.ndarray:
+    """(n, 518) float32 from stored blobs, in one buffer."""
+    if not blobs:
+        return np.empty((0, N_FEATURES), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=FEATURE_DTYPE).reshape(len(blobs), N_FEATURES)

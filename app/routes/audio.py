@@ -1,0 +1,92 @@
+"""POST /songs/audio: neighbours of an uploaded recording, optionally stored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from pydantic import ValidationError
+
+from app.catalogue import CatalogueError, NewSong, add_and_index
+from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
+from app.routes.songs import check_genre, check_k, similar_songs
+from app.schemas import MAX_ID, AudioOut, SimilarFilters
+from training.audio import AudioError, decode, extract_features
+
+router = APIRouter(prefix="/songs", tags=["songs"])
+
+
+def analyse_upload(data: bytes, *, name: str, excerpt_seconds: float) -> np.ndarray:
+    """(518,) FMA features of the middle excerpt of an uploaded file."""
+    if not data:
+        raise HTTPException(422, f"{name}: the upload is empty")
+    try:
+        signal, sr = decode(data, excerpt_seconds=excerpt_seconds)
+        return extract_features(signal=signal, sr=sr)
+    except AudioError as exc:
+        raise HTTPException(422, f"{name}: cannot decode audio: {exc.reason}") from exc
+    except ValueError as exc:  # decodable, but too short or too low a rate to analyse
+        raise HTTPException(422, f"{name}: {exc}") from exc
+
+
+def artist_ref(artist: str) -> int | str:
+    """An artist id when the field is ASCII digits (and a possible id), else a name."""
+    if not (artist.isascii() and artist.isdigit()):
+        return artist
+    if int(artist) > MAX_ID:
+        raise HTTPException(422, f"artist id {artist} is out of range (at most {MAX_ID})")
+    return int(artist)
+
+
+@router.post("/audio", response_model=AudioOut)
+def read_similar_to_audio(
+    file: Annotated[UploadFile, File(description="WAV, FLAC, OGG/Vorbis or MP3")],
+    response: Response,
+    session: SessionDep,
+    index: IndexDep,
+    bundle: BundleDep,
+    service: ServiceDep,
+    x_api_key: ApiKeyHeader = None,
+    k: Annotated[int, Form(ge=1)] = 10,
+    exclude_artist: Annotated[int | None, Form(ge=0, le=MAX_ID)] = None,
+    genre: Annotated[str | None, Form()] = None,
+    near: Annotated[str | None, Form(description="'LAT,LON'")] = None,
+    radius_km: Annotated[float | None, Form()] = None,
+    add: Annotated[bool, Form(description="Also store the song (needs title, artist)")] = False,
+    title: Annotated[str | None, Form(max_length=1024)] = None,
+    artist: Annotated[str | None, Form(max_length=512, description="Artist id or name")] = None,
+) -> AudioOut:
+    """Neighbours of an uploaded recording; with add=true it is stored as a cold-start song."""
+    check_k(k, service)
+    check_genre(session, genre)
+    try:
+        filters = SimilarFilters(
+            exclude_artist=exclude_artist, genre=genre, near=near, radius_km=radius_km
+        )
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(e["msg"] for e in exc.errors())) from exc
+    if add:
+        check_api_key(service.settings.api_key, x_api_key)
+        if not title or not artist:
+            raise HTTPException(422, "add=true needs a title and an artist")
+    name = file.filename or "upload"
+    features = analyse_upload(
+        file.file.read(), name=name, excerpt_seconds=service.settings.audio_excerpt_seconds
+    )
+    found = index.search(bundle.embed(features[None, :]), k=k, where=filters.to_filter())
+    results = similar_songs(session, found[0])
+    song_id = None
+    if add:
+        new = NewSong(
+            title=title,
+            artist=artist_ref(artist),
+            features=features,
+            genre=genre,
+        )
+        try:
+            song_id = add_and_index(session, index, bundle.embed, new)
+        except CatalogueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        response.status_code = 201
+    return AudioOut(query=None, results=results, id=song_id)

@@ -1,0 +1,15 @@
+"""GET /health."""
+
+from fastapi import APIRouter
+
+from app.deps import BundleDep, IndexDep
+from app.schemas import HealthOut, ModelInfo
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=HealthOut)
+def read_health(index: IndexDep, bundle: BundleDep) -> HealthOut:
+    """Liveness, the number of songs indexed and the model served."""
+    model = ModelInfo(name=bundle.name, manifest_sha256=bundle.manifest_sha256)
+    return HealthOut(status="ok", songs_indexed=len(index), model=model)

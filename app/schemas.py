@@ -1,0 +1,185 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+from app.index import Near, SongFilter
+from training.features import N_FEATURES
+
+# Exactly 518 finite numbers: NaN and infinity are refused (Python's JSON parser
+# accepts the tokens NaN and Infinity, so the type must say so).
+# Features are stored and embedded as float32: a larger magnitude would become infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Feature = Annotated[FiniteFloat, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+FeatureVector = Annotated[
+    list[Feature],
+    Field(
+        min_length=N_FEATURES,
+        max_length=N_FEATURES,
+        description=f"The {N_FEATURES} FMA features, in features.csv column order",
+    ),
+]
+# Ids are 64-bit integers in the database: a larger one names no row (and overflows SQLite).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+# Half the Earth's circumference: any larger radius covers the whole globe.
+MAX_RADIUS_KM = 20_038.0
+K = Annotated[int, Field(ge=1, description="How many neighbours to return")]
+
+
+def parse_near(near: str | None, radius_km: float | None) -> Near | None:
+    """'LAT,LON' plus a radius -> Near; a ValueError says what is wrong."""
+    if near is None and radius_km is None:
+        return None
+    if near is None or radius_km is None:
+        raise ValueError("near and radius_km go together: near=LAT,LON&radius_km=R")
+    parts = near.split(",")
+    try:
+        lat, lon = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"near must be 'LAT,LON' in degrees, got {near!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"near {near!r} is off the globe: latitude -90..90, longitude -180..180")
+    if not 0 < radius_km <= MAX_RADIUS_KM:
+        raise ValueError(f"radius_km must be in (0, {MAX_RADIUS_KM:.0f}], got {radius_km}")
+    return Near(lat, lon, radius_km)
+
+
+class Strict(BaseModel):
+    # strict: `false` must not pass for artist 0, nor "5" for a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ArtistRef(BaseModel):
+    id: int
+    name: str
+
+
+class SongOut(BaseModel):
+    id: int
+    title: str | None
+    artist: ArtistRef
+    genre: str | None
+    duration: float | None
+    location: str | None
+    latitude: float | None
+    longitude: float | None
+    source: Literal["fma", "cold-start"]
+
+
+class SimilarSong(BaseModel):
+    id: int
+    title: str | None
+    artist: ArtistRef
+    genre: str | None
+    distance: float = Field(description="L2 distance in the embedding space")
+
+
+class SimilarOut(BaseModel):
+    query: SongOut | None = Field(description="The query song, or null for posted features")
+    results: list[SimilarSong]
+
+
+class SimilarFilters(Strict):
+    exclude_artist: Id | None = Field(None, description="Leave out this artist's songs")
+    genre: str | None = Field(None, description="Only this top-level genre")
+    near: str | None = Field(None, description="'LAT,LON': only artists near this place")
+    radius_km: float | None = Field(None, description="Radius around `near`, in km")
+
+    @model_validator(mode="after")
+    def _near_is_well_formed(self) -> SimilarFilters:
+        parse_near(self.near, self.radius_km)
+        return self
+
+    def to_filter(self) -> SongFilter:
+        return SongFilter(
+            exclude_artist=self.exclude_artist,
+            genre=self.genre,
+            near=parse_near(self.near, self.radius_km),
+        )
+
+
+class FeaturesQuery(SimilarFilters):
+    features: FeatureVector
+    k: K = 10
+
+
+class BatchItem(Strict):
+    features: FeatureVector
+
+
+class BatchQuery(SimilarFilters):
+    items: list[BatchItem] = Field(min_length=1)
+    k: K = 10
+
+
+class BatchOut(BaseModel):
+    results: list[SimilarOut]
+
+
+class SongIn(Strict):
+    title: str = Field(min_length=1, max_length=1024)
+    artist: Id | Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        description="An existing artist's id, or a name (an existing name is reused)"
+    )
+    genre: str | None = Field(None, description="A top-level genre title")
+    duration: float | None = Field(None, ge=0, le=86_400)
+    location: str | None = Field(None, max_length=512, description="For a new artist only")
+    latitude: float | None = Field(None, ge=-90, le=90, description="For a new artist only")
+    longitude: float | None = Field(None, ge=-180, le=180, description="For a new artist only")
+    features: FeatureVector
+
+
+class AudioOut(SimilarOut):
+    id: int | None = Field(description="The stored song's id when add=true, else null")
+
+
+class CreatedOut(BaseModel):
+    id: int
+
+
+class LabelledSong(Strict):
+    artist: int | str
+    features: FeatureVector
+
+
+class EvaluateIn(Strict):
+    space: Literal["raw", "zscore", "model"] = "model"
+    seed: int = 0
+    songs: list[LabelledSong] | None = Field(
+        None, min_length=2, description="A labelled set to score instead of the catalogue"
+    )
+
+
+class EvaluateOut(BaseModel):
+    mean_auc: float
+    n_queries: int
+    n_songs: int
+    space: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[FieldError] = Field(
+        description="What is wrong: a sentence, or one entry per invalid field"
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    manifest_sha256: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    songs_indexed: int
+    model: ModelInfo

@@ -1,0 +1,62 @@
+"""What the service opens once at start-up: database, model bundle, index.
+
+>>> service = open_service(Settings())
+>>> service.index.search(...)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.catalogue import build_index
+from app.config import Settings
+from app.db import open_database
+from app.index import SongIndex
+from app.sync import CatalogueFollower
+from training.artefacts import Bundle, load_bundle
+
+log = logging.getLogger("musicsim")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    bundle: Bundle
+    index: SongIndex
+    follower: CatalogueFollower
+
+    def close(self) -> None:
+        self.follower.stop()
+        self.engine.dispose()
+
+
+def open_service(settings: Settings) -> Service:
+    """Load the bundle (refusing a bad one), upgrade the database, embed and index all songs."""
+    started = time.perf_counter()
+    bundle = load_bundle(settings.model_dir)
+    engine = open_database(settings.database_url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    with sessions() as session:
+        index = build_index(session, bundle.embed, bundle.model.config.width)
+    watermark = index.largest_id()
+    log.info(
+        "indexed %d songs with model %s (manifest %s) in %.2f s",
+        len(index),
+        bundle.name,
+        bundle.manifest_sha256[:12],
+        time.perf_counter() - started,
+    )
+    if settings.api_key is None:
+        log.warning("MUSICSIM_API_KEY is not set: anyone can add songs")
+    follower = CatalogueFollower(
+        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds, after_id=watermark
+    )
+    follower.start()
+    return Service(settings, engine, sessions, bundle, index, follower)

@@ -1,0 +1,47 @@
+"""App fixtures: a small trained bundle, a database imported from the small catalogue."""
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.catalogue import import_catalogue
+from app.config import Settings
+from app.db import open_database
+from app.main import create_app
+from training.artefacts import load_bundle, save_bundle
+from training.fma import load_catalogue
+from training.train import TrainConfig, train_on_catalogue
+
+
+@pytest.fixture(scope="session")
+def catalogue(small_catalogue_dir):
+    return load_catalogue(data_dir=small_catalogue_dir)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(catalogue, tmp_path_factory) -> Path:
+    run = train_on_catalogue(catalogue, TrainConfig(epochs=5, seed=0))
+    out = tmp_path_factory.mktemp("models") / "small"
+    return save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint)
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir):
+    return load_bundle(bundle_dir)
+
+
+@pytest.fixture
+def settings(tmp_path, bundle_dir, catalogue) -> Settings:
+    """A fresh SQLite database holding the small catalogue."""
+    url = f"sqlite:///{tmp_path / 'musicsim.db'}"
+    engine = open_database(url)
+    import_catalogue(engine, catalogue)
+    engine.dispose()
+    return Settings(model_dir=bundle_dir, database_url=url, _env_file=None)
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client

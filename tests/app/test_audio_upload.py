@@ -1,0 +1,67 @@
+"""POST /songs/audio with the real clips in ../shared/data/audio."""
+
+from pathlib import Path
+
+import pytest
+
+AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
+CLIP = AUDIO / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+
+pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"real clips not found in {AUDIO}")
+
+
+def upload(client, data: bytes, name="clip.ogg", **form):
+    files = {"file": (name, data, "application/octet-stream")}
+    return client.post("/songs/audio", files=files, data=form)
+
+
+def test_an_uploaded_clip_gets_neighbours(client):
+    response = upload(client, CLIP.read_bytes(), k=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["results"]) == 5 and body["id"] is None
+    distances = [r["distance"] for r in body["results"]]
+    assert distances == sorted(distances)
+
+
+def test_an_added_upload_is_then_served_by_similar(client):
+    response = upload(
+        client, CLIP.read_bytes(), k=3, add="true", title="Vibe Ace", artist="Kevin MacLeod"
+    )
+    assert response.status_code == 201
+    song = response.json()["id"]
+    body = client.get(f"/songs/{song}/similar", params={"k": 3}).json()
+    assert body["query"]["title"] == "Vibe Ace" and body["query"]["source"] == "cold-start"
+    assert len(body["results"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"", "the upload is empty"),
+        (b"this is not audio at all" * 10, "cannot decode audio"),
+        (None, "cannot decode audio"),  # truncated: the first kilobyte of a real clip
+    ],
+)
+def test_bad_uploads_get_a_422_and_store_nothing(client, data, fragment):
+    before = client.get("/health").json()["songs_indexed"]
+    data = CLIP.read_bytes()[:1024] if data is None else data
+    response = upload(client, data, add="true", title="x", artist="y")
+    assert response.status_code == 422 and fragment in response.text
+    assert client.get("/health").json()["songs_indexed"] == before
+
+
+def test_an_oversized_upload_is_413(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 10_000})
+    with TestClient(create_app(small)) as client:
+        response = upload(client, CLIP.read_bytes())
+        assert response.status_code == 413 and "limit of 10000 bytes" in response.text
+
+
+def test_adding_needs_a_title_and_an_artist(client):
+    response = upload(client, CLIP.read_bytes(), add="true")
+    assert response.status_code == 422 and "needs a title and an artist" in response.text

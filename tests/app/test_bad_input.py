@@ -1,0 +1,108 @@
+"""Bad input gets a 4xx naming the problem; the service keeps serving."""
+
+import pytest
+
+SONG = None
+
+
+@pytest.fixture
+def song(catalogue):
+    return int(catalogue.track_ids[0])
+
+
+def features(n=518, value=0.5):
+    return [value] * n
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"features": features(517)}, "at least 518"),
+        ({"features": features(519)}, "at most 518"),
+        ({"features": ["loud"] * 518}, "valid number"),
+        ({"features": features(), "k": 0}, "greater than or equal to 1"),
+        ({"features": features(), "k": 1001}, "k must be between 1 and 1000"),
+        ({"features": features(), "near": "north", "radius_km": 5}, "near must be 'LAT,LON'"),
+        ({"features": features(), "near": "91,0", "radius_km": 5}, "off the globe"),
+        ({"features": features(), "near": "1,1"}, "near and radius_km go together"),
+        ({"features": features(), "genre": "Polka"}, "unknown genre 'Polka'"),
+        ({}, "features"),
+    ],
+)
+def test_bad_posted_queries_get_a_4xx_naming_the_problem(client, body, fragment):
+    response = client.post("/songs/similar", json=body)
+    assert 400 <= response.status_code < 500
+    assert fragment in response.text
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_features_are_refused(client, token):
+    raw = '{"features": [' + ",".join(["0.5"] * 517 + [token]) + "]}"
+    response = client.post(
+        "/songs/similar", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422 and "finite" in response.text
+
+
+def test_malformed_json_is_a_422(client):
+    response = client.post(
+        "/songs/similar", content="{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422 and "JSON" in response.text
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"k": 0}, "greater than or equal to 1"),
+        ({"k": 5000}, "k must be between 1 and 1000"),
+        ({"near": "1;2", "radius_km": 10}, "near must be 'LAT,LON'"),
+        ({"near": "1,2", "radius_km": -3}, "radius_km must be"),
+        ({"genre": "Polka"}, "unknown genre"),
+        ({"k": "ten"}, "valid integer"),
+    ],
+)
+def test_bad_similar_parameters_get_a_422(client, song, params, fragment):
+    response = client.get(f"/songs/{song}/similar", params=params)
+    assert response.status_code == 422 and fragment in response.text
+
+
+def test_a_bad_song_post_stores_nothing(client, catalogue):
+    before = client.get("/health").json()["songs_indexed"]
+    bad = [
+        {"title": "x", "artist": "y", "features": features(3)},
+        {"title": "x", "artist": "y", "features": features(), "genre": "Polka"},
+        {"title": "", "artist": "y", "features": features()},
+        {"title": "x", "artist": 10**9, "features": features()},
+    ]
+    for body in bad:
+        assert client.post("/songs", json=body).status_code == 422
+    assert client.get("/health").json()["songs_indexed"] == before
+
+
+def test_batches_over_the_limit_are_413(client):
+    items = [{"features": features()}] * 257
+    response = client.post("/songs/similar/batch", json={"items": items})
+    assert response.status_code == 413 and "at most 256" in response.text
+
+
+def test_a_body_over_the_json_limit_is_413(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    small = settings.model_copy(update={"max_json_bytes": 2048})
+    with TestClient(create_app(small)) as client:
+        response = client.post("/songs/similar", json={"features": features()})
+        assert response.status_code == 413 and "limit of 2048 bytes" in response.text
+
+        def chunks():  # no Content-Length: the body is counted as it streams
+            yield b'{"features": ['
+            for _ in range(517):
+                yield b"0.5,"
+            yield b"0.5]}"
+
+        streamed = client.post(
+            "/songs/similar", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert streamed.status_code == 413

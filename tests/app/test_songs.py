@@ -1,0 +1,166 @@
+"""Song metadata, cold-start additions, health, evaluation, and the schema migration."""
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from app.db import open_database
+from app.main import create_app
+from training.artefacts import BundleError
+
+
+def test_health_reports_songs_and_model(client, catalogue, bundle):
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["songs_indexed"] == len(catalogue.tracks)
+    assert body["model"]["manifest_sha256"] == bundle.manifest_sha256
+
+
+def test_read_song_returns_its_metadata(client, catalogue):
+    tid = int(catalogue.track_ids[10])
+    row = catalogue.tracks.loc[tid]
+    body = client.get(f"/songs/{tid}").json()
+    assert body["id"] == tid and body["title"] == row["title"]
+    assert body["artist"] == {"id": int(row["artist_id"]), "name": row["artist_name"]}
+    assert body["genre"] == row["genre"] and body["source"] == "fma"
+
+
+def test_unknown_song_is_404(client):
+    response = client.get("/songs/999999999")
+    assert response.status_code == 404 and "999999999" in response.json()["detail"]
+
+
+def new_song(catalogue, **overrides):
+    features = (catalogue.features[30] * 1.01).tolist()
+    return {"title": "Brand new", "artist": "Nobody Yet", "features": features, **overrides}
+
+
+def test_an_added_song_is_found_and_survives_a_restart(client, catalogue, settings):
+    response = client.post(
+        "/songs", json=new_song(catalogue, genre=catalogue.tracks["genre"].dropna().iloc[0])
+    )
+    assert response.status_code == 201
+    song = response.json()["id"]
+    assert song not in set(catalogue.track_ids.tolist())
+    near_original = client.get(
+        f"/songs/{int(catalogue.track_ids[30])}/similar", params={"k": 1}
+    ).json()
+    assert near_original["results"][0]["id"] == song
+    with TestClient(create_app(settings)) as again:
+        assert again.get("/health").json()["songs_indexed"] == len(catalogue.tracks) + 1
+        body = again.get(f"/songs/{song}/similar", params={"k": 1}).json()
+        assert body["query"]["source"] == "cold-start"
+        assert body["results"][0]["id"] == int(catalogue.track_ids[30])
+
+
+def test_an_artist_name_is_reused_and_an_id_must_exist(client, catalogue):
+    first = client.post("/songs", json=new_song(catalogue)).json()["id"]
+    second = client.post("/songs", json=new_song(catalogue, title="Second")).json()["id"]
+    artists = {client.get(f"/songs/{s}").json()["artist"]["id"] for s in (first, second)}
+    assert len(artists) == 1
+    response = client.post("/songs", json=new_song(catalogue, artist=987654321))
+    assert response.status_code == 422 and "artist 987654321 does not exist" in response.text
+
+
+def test_a_new_artist_can_bring_a_location(client, catalogue):
+    body = new_song(
+        catalogue, artist="Local Band", latitude=48.85, longitude=2.35, location="Paris"
+    )
+    song = client.post("/songs", json=body).json()["id"]
+    results = client.get(
+        f"/songs/{int(catalogue.track_ids[30])}/similar",
+        params={"k": 3, "near": "48.85,2.35", "radius_km": 1},
+    ).json()["results"]
+    assert [r["id"] for r in results] == [song]
+
+
+def test_writes_need_the_api_key_when_one_is_set(settings, catalogue):
+    settings = settings.model_copy(update={"api_key": "s3cret"})
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/songs", json=new_song(catalogue)).status_code == 401
+        wrong = client.post("/songs", json=new_song(catalogue), headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 403
+        right = client.post("/songs", json=new_song(catalogue), headers={"X-API-Key": "s3cret"})
+        assert right.status_code == 201
+        assert client.get("/health").status_code == 200
+
+
+def test_evaluate_equals_the_command_line(client, small_catalogue_dir, bundle_dir, settings):
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--data", str(small_catalogue_dir), "--model", str(bundle_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["space"]: r for r in json.loads(result.stdout)["rows"]}
+    for space in ("raw", "zscore", "model"):
+        body = client.post("/evaluate", json={"space": space, "seed": 0}).json()
+        assert body["mean_auc"] == rows[space]["mean_auc"]
+        assert body["n_queries"] == rows[space]["n_queries"]
+
+
+def test_evaluate_scores_a_posted_labelled_set(client):
+    # Two tight, far-apart artists: a perfect ranking in any space that preserves order.
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=518)
+    songs = [
+        {"artist": "a", "features": (base + 0.001 * rng.normal(size=518)).tolist()}
+        for _ in range(3)
+    ]
+    songs += [
+        {"artist": "b", "features": (base + 50 + 0.001 * rng.normal(size=518)).tolist()}
+        for _ in range(3)
+    ]
+    body = client.post("/evaluate", json={"space": "raw", "songs": songs}).json()
+    assert body == {"mean_auc": 1.0, "n_queries": 2, "n_songs": 6, "space": "raw"}
+
+
+def test_the_migration_creates_the_schema_from_empty(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_database(url).dispose()
+    engine = create_engine(url)
+    tables = set(inspect(engine).get_table_names())
+    assert {"artists", "genres", "songs", "alembic_version"} <= tables
+    columns = {c["name"] for c in inspect(engine).get_columns("songs")}
+    assert {
+        "id",
+        "title",
+        "artist_id",
+        "genre_id",
+        "duration",
+        "features",
+        "source",
+        "created_at",
+    } <= columns
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_importing_twice_leaves_the_same_rows(settings, catalogue):
+    from app.catalogue import import_catalogue
+
+    engine = open_database(settings.database_url)
+    count = "SELECT COUNT(*), SUM(id), COUNT(DISTINCT artist_id) FROM songs"
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(count).one()
+    import_catalogue(engine, catalogue)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(count).one() == before
+    assert before[0] == len(catalogue.tracks)
+
+
+def test_the_service_refuses_to_start_without_a_valid_bundle(settings, tmp_path):
+    broken = settings.model_copy(update={"model_dir": tmp_path / "no-such-bundle"})
+    with (
+        pytest.raises(BundleError, match="manifest.json not found"),
+        TestClient(create_app(broken)),
+    ):
+        pass
+
+
+def test_serve_names_a_bad_bundle_and_exits(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "manifest.json not found" in result.output

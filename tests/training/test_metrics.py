@@ -1,0 +1,73 @@
+"""Mean AUC against a brute-force pair-counting reference and known values."""
+
+import numpy as np
+import pytest
+
+from training.metrics import auc_per_query, draw_queries, mean_auc
+
+
+def brute_force_auc(points: np.ndarray, artists: np.ndarray, query: int) -> float:
+    """Count (relevant, irrelevant) pairs where the relevant song is closer; ties half."""
+    d = np.linalg.norm(points - points[query], axis=1)
+    others = np.arange(len(points)) != query
+    pos = d[others & (artists == artists[query])]
+    neg = d[others & (artists != artists[query])]
+    wins = sum(float(p < n) + 0.5 * float(p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auc_matches_brute_force_pair_counting(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 40))
+    artists = rng.integers(0, 5, size=n)
+    # Integer coordinates make exact distance ties common, exercising the half credit.
+    points = rng.integers(0, 3, size=(n, 2)).astype(np.float64)
+    queries = draw_queries(artists, rng=rng)
+    got = auc_per_query(points, artists, queries)
+    expected = [brute_force_auc(points, artists, int(q)) for q in queries]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_perfect_ranking_scores_one():
+    artists = np.array([0, 0, 0, 1, 1, 1])
+    points = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2]])
+    assert mean_auc(points, artists, np.array([0, 3])).mean_auc == 1.0
+
+
+def test_reversed_ranking_scores_zero():
+    # The query's own artist's other song is the farthest of all.
+    artists = np.array([0, 1, 1, 0])
+    points = np.array([[0.0], [1.0], [2.0], [3.0]])
+    assert auc_per_query(points, artists, np.array([0]))[0] == 0.0
+
+
+def test_all_tied_ranking_scores_one_half():
+    artists = np.array([0, 0, 1, 1, 2])
+    points = np.zeros((5, 3))
+    np.testing.assert_allclose(auc_per_query(points, artists, np.array([0, 2])), 0.5)
+
+
+def test_query_without_other_artists_has_no_auc_and_is_not_averaged():
+    artists = np.array([0, 0, 1, 1])
+    points = np.array([[0.0], [1.0], [5.0], [6.0]])
+    assert mean_auc(points, artists, np.array([0])).n_queries == 1
+    assert np.isnan(auc_per_query(points[:2], artists[:2], np.array([0]))[0])
+
+
+def test_queries_are_one_per_multi_track_artist():
+    artists = np.array([7, 7, 3, 3, 3, 9, 5, 5])
+    queries = draw_queries(artists, rng=np.random.default_rng(0))
+    assert sorted(artists[queries].tolist()) == [3, 5, 7]
+
+
+def test_chunking_does_not_change_results():
+    rng = np.random.default_rng(1)
+    artists = rng.integers(0, 60, size=700)
+    points = rng.normal(size=(700, 4))
+    queries = draw_queries(artists, rng=rng)
+    whole = auc_per_query(points, artists, queries)
+    one_by_one = np.concatenate(
+        [auc_per_query(points, artists, queries[i : i + 1]) for i in range(len(queries))]
+    )
+    np.testing.assert_allclose(whole, one_by_one)

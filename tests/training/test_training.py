@@ -1,0 +1,107 @@
+"""Training lowers the loss, is reproducible, and bundles reload to identical embeddings."""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
+
+from training.artefacts import BundleError, load_bundle, save_bundle
+from training.fma import load_catalogue
+from training.model import embed
+from training.train import TrainConfig, train_on_catalogue
+
+SHORT = TrainConfig(epochs=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def catalogue(small_catalogue_dir):
+    return load_catalogue(data_dir=small_catalogue_dir)
+
+
+@pytest.fixture(scope="module")
+def run(catalogue):
+    return train_on_catalogue(catalogue, SHORT)
+
+
+@pytest.fixture
+def bundle_dir(run, catalogue, tmp_path):
+    return save_bundle(run, out_dir=tmp_path / "bundle", data_fingerprint=catalogue.fingerprint)
+
+
+def test_a_short_training_run_lowers_the_loss(run):
+    assert len(run.losses) == SHORT.epochs
+    assert np.mean(run.losses[-5:]) < 0.8 * np.mean(run.losses[:5])
+
+
+def test_zscore_statistics_come_from_training_artists_only(run, catalogue):
+    train = np.isin(catalogue.artist_ids, run.split.train)
+    np.testing.assert_allclose(
+        run.zscore.mean, catalogue.features[train].mean(0), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_seeded_runs_are_reproducible(catalogue):
+    config = dataclasses.replace(SHORT, epochs=3, triplets="genre")
+    first, second = (train_on_catalogue(catalogue, config) for _ in range(2))
+    assert first.losses == second.losses
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert (a == b).all()
+
+
+def test_a_saved_bundle_reloads_to_identical_embeddings(run, catalogue, bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    expected = embed(run.model, run.zscore.apply(catalogue.features))
+    np.testing.assert_array_equal(bundle.embed(catalogue.features), expected)
+    assert (bundle.split.eval == run.split.eval).all()
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["training"]["epochs"] == SHORT.epochs
+    assert manifest["data"]["fingerprint"] == catalogue.fingerprint
+
+
+def test_a_missing_bundle_is_refused(tmp_path):
+    with pytest.raises(BundleError, match="manifest.json not found"):
+        load_bundle(tmp_path / "nothing")
+
+
+def test_a_truncated_weight_file_is_refused(bundle_dir):
+    weights = bundle_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(BundleError, match="model.safetensors does not match the SHA-256"):
+        load_bundle(bundle_dir)
+
+
+def _rehash(bundle_dir, name):
+    """Record a replaced file's hash, so that only the content check can catch it."""
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256((bundle_dir / name).read_bytes()).hexdigest()
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_weights_of_the_wrong_shape_are_refused_even_with_a_matching_hash(bundle_dir):
+    state = load_torch(str(bundle_dir / "model.safetensors"))
+    state["net.0.weight"] = state["net.0.weight"][:, :100].contiguous()
+    save_torch(state, str(bundle_dir / "model.safetensors"))
+    _rehash(bundle_dir, "model.safetensors")
+    with pytest.raises(BundleError, match="weights do not fit the model"):
+        load_bundle(bundle_dir)
+
+
+def test_zscore_statistics_of_the_wrong_size_are_refused(bundle_dir):
+    save_file(
+        {"mean": np.zeros(10, np.float32), "std": np.ones(10, np.float32)},
+        str(bundle_dir / "zscore.safetensors"),
+    )
+    _rehash(bundle_dir, "zscore.safetensors")
+    with pytest.raises(BundleError, match="z-score statistics have shape"):
+        load_bundle(bundle_dir)
+
+
+def test_a_manifest_that_is_not_json_is_refused(bundle_dir):
+    (bundle_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_dir)

@@ -1,0 +1,1 @@
+"""musicsim's offline pipeline: FMA data, triplet training, the paper's evaluation."""

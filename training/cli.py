@@ -1,0 +1,251 @@
+"""The offline commands of `musicsim`: demo data, training, evaluation, the paper's table.
+
+musicsim demo-data --out data/demo
+musicsim train --data data/demo --triplets random --out models/default
+musicsim evaluate --data data/demo --model models/default --json
+musicsim paper --data data/demo --out models/paper
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from training.artefacts import BundleError, load_bundle, save_bundle
+from training.audio import EXCERPT_SECONDS
+from training.evaluate import SpaceScore, evaluate_spaces, standard_spaces
+from training.extraction import extract_catalogue, find_audio_files
+from training.fma import Catalogue, FMAFormatError, load_catalogue
+from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
+from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
+from training.train import TrainConfig, train_on_catalogue
+
+app = typer.Typer(
+    help="Content-based music similarity with triplet networks.", no_args_is_help=True
+)
+# Progress and tables go to stderr so that --json output on stdout stays parseable.
+console = Console(stderr=True)
+
+DataOption = Annotated[
+    Path, typer.Option("--data", help="Folder with FMA's tracks/features/genres.csv")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of the artist split, sampler and weights")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def read_catalogue(data: Path) -> Catalogue:
+    started = time.perf_counter()
+    try:
+        catalogue = load_catalogue(data_dir=data)
+    except FMAFormatError as exc:
+        raise fail(str(exc)) from exc
+    console.print(
+        f"loaded {len(catalogue.tracks):,} tracks by {len(set(catalogue.artist_ids)):,} artists "
+        f"from {data} in {time.perf_counter() - started:.1f} s; dropped {catalogue.n_dropped} "
+        f"with missing or non-finite features, {catalogue.n_unmatched} absent from tracks.csv"
+    )
+    return catalogue
+
+
+@contextmanager
+def epoch_progress(labels: list[str], epochs: int):
+    """A progress bar per training run, showing the latest epoch loss."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        tasks = {
+            label: progress.add_task(label, total=epochs, loss=float("nan")) for label in labels
+        }
+
+        def callback_for(label: str):
+            return lambda epoch, loss: progress.update(tasks[label], completed=epoch + 1, loss=loss)
+
+        yield {label: callback_for(label) for label in labels}
+
+
+def print_scores(rows: list[SpaceScore], *, title: str, paper: dict[str, float] | None = None):
+    table = Table(title=title)
+    for column in ("space", "mean AUC", "queries", "songs"):
+        table.add_column(column)
+    if paper:
+        table.add_column("paper (full FMA)")
+    for row in rows:
+        cells = [row.space, f"{row.mean_auc:.3f}", str(row.n_queries), str(row.n_songs)]
+        if paper:
+            cells.append(f"{paper[row.space]:.3f}" if row.space in paper else "")
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option(help="Folder to write the three CSV files into")],
+    tracks: Annotated[int, typer.Option(help="Number of tracks")] = DEFAULT_TRACKS,
+    artists: Annotated[int, typer.Option(help="Number of artists")] = DEFAULT_ARTISTS,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes")] = 0,
+) -> None:
+    """Write a synthetic catalogue in FMA's exact file format."""
+    started = time.perf_counter()
+    try:
+        summary = write_demo_catalogue(out_dir=out, n_tracks=tracks, n_artists=artists, seed=seed)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    console.print(
+        f"wrote {summary.n_tracks:,} tracks by {summary.n_artists:,} artists in "
+        f"{summary.n_genres} top-level genres to {out} in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def train(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Bundle folder to write, e.g. models/NAME")],
+    triplets: Annotated[str, typer.Option(help="random or genre")] = "random",
+    epochs: Annotated[int, typer.Option()] = TrainConfig.epochs,
+    triplets_per_epoch: Annotated[int, typer.Option()] = TrainConfig.triplets_per_epoch,
+    batch_size: Annotated[int, typer.Option()] = TrainConfig.batch_size,
+    margin: Annotated[float, typer.Option()] = TrainConfig.margin,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = TrainConfig.lr,
+    width: Annotated[int, typer.Option(help="Width of both layers")] = TrainConfig.width,
+    seed: SeedOption = TrainConfig.seed,
+) -> None:
+    """Train a triplet network and save it as a bundle with its z-score statistics."""
+    try:
+        config = TrainConfig(
+            triplets=triplets,  # type: ignore[arg-type]
+            epochs=epochs,
+            triplets_per_epoch=triplets_per_epoch,
+            batch_size=batch_size,
+            margin=margin,
+            lr=lr,
+            width=width,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    catalogue = read_catalogue(data)
+    with epoch_progress([f"triplet-{triplets}"], epochs) as callbacks:
+        try:
+            run = train_on_catalogue(catalogue, config, on_epoch=callbacks[f"triplet-{triplets}"])
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+    rows = evaluate_run(catalogue, run, seed=seed)
+    metrics = {"evaluation": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}
+    save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics)
+    print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
+    console.print(f"saved bundle to {out}")
+
+
+@app.command()
+def evaluate(
+    data: DataOption,
+    model: Annotated[Path, typer.Option(help="Bundle folder, e.g. models/default")],
+    seed: Annotated[int, typer.Option(help="Seed of the query draw")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Mean AUC of raw, z-scored and the model's space on the model's evaluation artists."""
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        raise fail(str(exc)) from exc
+    catalogue = read_catalogue(data)
+    if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
+        console.print("[yellow]warning:[/yellow] this data differs from the model's training data")
+    mask = bundle.split.eval_mask(catalogue.artist_ids)
+    spaces = standard_spaces(bundle.model, bundle.zscore)
+    try:
+        rows = evaluate_spaces(
+            catalogue.features[mask], catalogue.artist_ids[mask], spaces=spaces, seed=seed
+        )
+    except ValueError as exc:
+        raise fail(f"{exc} (are these the model's data?)") from exc
+    if as_json:
+        print(json.dumps({"rows": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}))
+    else:
+        print_scores(rows, title=f"{model} on {data}")
+
+
+@app.command()
+def paper(
+    data: DataOption,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to save both bundles and table1.json")
+    ] = None,
+    epochs: Annotated[int, typer.Option()] = TrainConfig.epochs,
+    seed: SeedOption = TrainConfig.seed,
+    as_json: JsonOption = False,
+) -> None:
+    """Train both triplet variants and print the paper's Table 1 beside ours."""
+    catalogue = read_catalogue(data)
+    labels = ["triplet-random", "triplet-genre"]
+    with epoch_progress(labels, epochs) as callbacks:
+        table = reproduce_table1(
+            catalogue,
+            base=TrainConfig(epochs=epochs, seed=seed),
+            on_epoch={"random": callbacks["triplet-random"], "genre": callbacks["triplet-genre"]},
+        )
+    if out is not None:
+        for name, run in table.runs.items():
+            save_bundle(run, out_dir=out / name, data_fingerprint=catalogue.fingerprint)
+        (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
+    if as_json:
+        print(json.dumps(table.as_json()))
+    else:
+        print_scores(table.rows, title=f"Table 1 on {data}", paper=PAPER_TABLE1)
+
+
+@app.command()
+def extract(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Audio files or folders (searched recursively)")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for features.csv, tracks.csv, genres.csv")],
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
+    whole_file: Annotated[
+        bool, typer.Option("--whole-file", help="Analyse whole files, not the middle 30 s")
+    ] = False,
+) -> None:
+    """Extract FMA's 518 features from audio files into an FMA-format folder."""
+    try:
+        files = find_audio_files(paths=paths)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    columns = [TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("files", total=len(files))
+
+        def on_file(path: Path, reason: str | None) -> None:
+            progress.advance(task)
+            if reason is not None:
+                progress.console.print(f"[yellow]skipped[/yellow] {path}: {reason}")
+
+        try:
+            report = extract_catalogue(
+                paths=files,
+                out_dir=out,
+                jobs=jobs,
+                excerpt_seconds=None if whole_file else EXCERPT_SECONDS,
+                on_file=on_file,
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+    console.print(f"wrote {report.written} tracks to {out}; skipped {len(report.skipped)}")
+    if report.skipped:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    app()

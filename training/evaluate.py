@@ -1,0 +1,62 @@
+"""The paper's evaluation: artist-retrieval mean AUC of several spaces on the same queries.
+
+Queries (one random track per evaluation artist) are drawn once per seed and
+shared by every space, so rows of one table compare like with like.
+
+    >>> rows = evaluate_spaces(features, artist_ids, spaces=standard_spaces(bundle), seed=0)
+    >>> [(r.space, r.mean_auc) for r in rows]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.data import ZScore
+from training.metrics import draw_queries, mean_auc
+from training.model import TripletMLP, embed
+
+# A space maps raw (n, 518) features to the vectors whose L2 distances rank songs.
+Space = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SpaceScore:
+    space: str
+    mean_auc: float
+    n_queries: int
+    n_songs: int
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {"space": self.space, "mean_auc": self.mean_auc, "n_queries": self.n_queries}
+
+
+def baseline_spaces(zscore: ZScore) -> dict[str, Space]:
+    """The paper's two baselines: L2 on raw and on z-scored features."""
+    return {"raw": lambda x: np.asarray(x, dtype=np.float32), "zscore": zscore.apply}
+
+
+def model_space(model: TripletMLP, zscore: ZScore) -> Space:
+    """The learned space: z-score with the training statistics, then the network."""
+    return lambda x: embed(model, zscore.apply(x))
+
+
+def standard_spaces(model: TripletMLP, zscore: ZScore) -> dict[str, Space]:
+    """raw, zscore and model: what `musicsim evaluate` and POST /evaluate compare."""
+    return {**baseline_spaces(zscore), "model": model_space(model, zscore)}
+
+
+def evaluate_spaces(
+    features: np.ndarray, artist_ids: np.ndarray, *, spaces: dict[str, Space], seed: int
+) -> list[SpaceScore]:
+    """Mean AUC of each space over the given (evaluation) songs."""
+    queries = draw_queries(artist_ids, rng=np.random.default_rng(seed))
+    if len(queries) == 0:
+        raise ValueError("no artist has two songs: nothing to evaluate")
+    rows = []
+    for name, space in spaces.items():
+        score = mean_auc(space(features), artist_ids, queries)
+        rows.append(SpaceScore(name, score.mean_auc, score.n_queries, score.n_songs))
+    return rows

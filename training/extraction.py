@@ -1,0 +1,268 @@
+"""Audio files -> an FMA-format folder (features.csv, tracks.csv, genres.csv).
+
+The batch job behind `musicsim extract PATH... --out DIR [--jobs N]`: folders are
+searched recursively for audio files, each file's middle 30 s is analysed by
+FMA's recipe (training.audio) in parallel, and the results are written in FMA's
+layout, so every musicsim command that reads FMA's metadata reads them too:
+
+    >>> from training.extraction import extract_catalogue
+    >>> report = extract_catalogue(
+    ...     paths=[Path("music/")], out_dir=Path("data/mine"), jobs=4,
+    ...     excerpt_seconds=30.0, on_file=None,
+    ... )
+    >>> report.written, report.skipped       # files that could not be decoded: (path, reason)
+    >>> load_catalogue(data_dir=Path("data/mine"))
+
+Track ids are 1..n over the extracted files in input order (folders expanded in
+sorted order); a file that cannot be decoded is skipped and reported, not fatal.
+Titles and artists come from the files' tags (mutagen), else from file names of
+the form "Artist - Title" or "Artist_-_Title", else the title is the file's stem
+and the artist "unknown". Existing files of the same names in out_dir are replaced.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mutagen
+import mutagen.id3
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from training.audio import AUDIO_EXTENSIONS, AudioError, features_from_file
+from training.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
+from training.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TRACKS_FILE
+from training.synthetic import TOP_GENRES
+
+UNKNOWN_ARTIST = "unknown"
+# File names often carry "Artist - Title"; the underscore form comes from tools
+# that replace spaces (FMA's own downloads are named like that).
+_NAME_SEPARATORS = (" - ", "_-_")
+# (tag in mutagen's easy interface, ID3 frame for WAV/AIFF, whose tags are plain ID3)
+_TAGS = {"title": "TIT2", "artist": "TPE1", "album": "TALB"}
+
+OnFile = Callable[[Path, str | None], None]
+
+
+@dataclass(frozen=True)
+class ExtractionReport:
+    """What extract_catalogue wrote: tracks written, and files skipped with the reason."""
+
+    written: int
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Track:
+    """One analysed file: its features (518,) float32 and what tracks.csv says of it."""
+
+    path: Path
+    features: np.ndarray
+    title: str
+    artist: str
+    album: str | None
+    duration: float  # seconds, the whole file
+
+
+def extract_catalogue(
+    *,
+    paths: list[Path],
+    out_dir: Path,
+    jobs: int = 1,
+    excerpt_seconds: float | None = 30.0,
+    on_file: OnFile | None = None,
+) -> ExtractionReport:
+    """Analyse the audio files under `paths` and write an FMA-format folder to out_dir.
+
+    jobs: worker processes (1 runs in this process). on_file(path, reason) is
+    called in this process as each file finishes, reason None on success. When no
+    file could be analysed, nothing is written (report.written == 0). Raises
+    FileNotFoundError for a path that does not exist and ValueError when the paths
+    hold no audio file, before any work starts.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    files = find_audio_files(paths=paths)
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {paths}")
+    results: dict[int, _Track | str] = {}
+    for index, outcome in _run(files, jobs=jobs, excerpt_seconds=excerpt_seconds):
+        results[index] = outcome
+        if on_file is not None:
+            on_file(files[index], None if isinstance(outcome, _Track) else outcome)
+    tracks = [r for _, r in sorted(results.items()) if isinstance(r, _Track)]
+    skipped = [(files[i], r) for i, r in sorted(results.items()) if isinstance(r, str)]
+    if tracks:  # an empty catalogue would only replace a good one with nothing usable
+        write_catalogue(tracks=tracks, out_dir=Path(out_dir))
+    return ExtractionReport(written=len(tracks), skipped=skipped)
+
+
+def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
+    """Files named directly, then audio files found under folders (sorted), each once.
+
+    Inside folders, hidden files and folders (".name", such as macOS's "._song.mp3"
+    resource forks) are left out; a file named directly is always taken.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_dir():
+            candidates = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in AUDIO_EXTENSIONS
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            candidates = [path]
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        for candidate in candidates:
+            if candidate.resolve() not in seen:
+                seen.add(candidate.resolve())
+                found.append(candidate)
+    return found
+
+
+def _run(
+    files: list[Path], *, jobs: int, excerpt_seconds: float | None
+) -> Iterator[tuple[int, _Track | str]]:
+    """(index into files, _Track or the reason it was skipped), in completion order."""
+    if jobs == 1:
+        for index, path in enumerate(files):
+            yield index, _analyse(path, excerpt_seconds=excerpt_seconds)
+        return
+    # spawn, not fork: forking a process that already runs threads (torch, BLAS,
+    # a web server) can deadlock the children.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(_analyse, path, excerpt_seconds=excerpt_seconds): index
+            for index, path in enumerate(files)
+        }
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            # A bug in a worker (or Ctrl-C) should stop the job now, not after the queue.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _analyse(path: Path, *, excerpt_seconds: float | None) -> _Track | str:
+    """One file's track, or why it was skipped. Runs in a worker process."""
+    try:
+        features = features_from_file(path, excerpt_seconds=excerpt_seconds)
+        duration = sf.info(str(path)).duration
+    except AudioError as exc:
+        return exc.reason
+    except (ValueError, OSError) as exc:  # too short, too low a rate, unreadable
+        return str(exc)
+    tags = read_tags(path)
+    file_artist, file_title = names_from_file_name(path.stem)
+    return _Track(
+        path=path,
+        features=features,
+        title=tags.get("title") or file_title,
+        artist=tags.get("artist") or file_artist or UNKNOWN_ARTIST,
+        album=tags.get("album"),
+        duration=float(duration),
+    )
+
+
+def read_tags(path: Path) -> dict[str, str]:
+    """title, artist and album from the file's tags, where present and not blank."""
+    try:
+        audio = mutagen.File(path, easy=True)
+    except (mutagen.MutagenError, OSError, ValueError):
+        return {}  # unreadable tags only mean falling back to the file name
+    if audio is None or audio.tags is None:
+        return {}
+    tags = {}
+    for key, frame in _TAGS.items():
+        if isinstance(audio.tags, mutagen.id3.ID3):  # WAV/AIFF: ID3 without the easy view
+            values = audio.tags[frame].text if frame in audio.tags else []
+        else:
+            values = audio.tags.get(key) or []
+        text = str(values[0]).replace("\x00", "").strip() if values else ""
+        if text:
+            tags[key] = text
+    return tags
+
+
+def names_from_file_name(stem: str) -> tuple[str | None, str]:
+    """(artist or None, title) from a file name without extension.
+
+    "Artist - Title" and "Artist_-_Title" split at the first separator, with
+    underscores read as spaces; any other name is the title, with no artist.
+    """
+    for separator in _NAME_SEPARATORS:
+        artist, _, title = stem.partition(separator)
+        artist, title = artist.replace("_", " ").strip(), title.replace("_", " ").strip()
+        if artist and title:
+            return artist, title
+    return None, stem
+
+
+# --- writing the FMA-format folder ----------------------------------------------------
+
+
+def write_catalogue(*, tracks: list[_Track], out_dir: Path) -> None:
+    """features.csv, tracks.csv and genres.csv in FMA's layout; track ids 1..n."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = pd.Index(np.arange(1, len(tracks) + 1), name=INDEX_NAME)
+    _features_table(tracks, index).to_csv(out_dir / FEATURES_FILE, float_format="%.10e")
+    _tracks_table(tracks, index).to_csv(out_dir / TRACKS_FILE)
+    _genres_table().to_csv(out_dir / GENRES_FILE, index=False)
+
+
+def _features_table(tracks: list[_Track], index: pd.Index) -> pd.DataFrame:
+    values = (
+        np.stack([t.features for t in tracks]) if tracks else np.empty((0, N_FEATURES), np.float32)
+    )
+    columns = pd.MultiIndex.from_tuples(FEATURE_COLUMNS, names=HEADER_NAMES)
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+def _tracks_table(tracks: list[_Track], index: pd.Index) -> pd.DataFrame:
+    """FMA's (group, field) columns, sorted like FMA's; album fields empty without a tag."""
+    artist_ids = _ids_by_first_appearance([t.artist for t in tracks])
+    album_keys = [(t.artist, t.album) if t.album else None for t in tracks]
+    album_ids = _ids_by_first_appearance([k for k in album_keys if k is not None])
+    columns = {
+        ("album", "id"): pd.array([album_ids[k] if k else None for k in album_keys], dtype="Int64"),
+        ("album", "title"): [t.album for t in tracks],
+        ("artist", "id"): [artist_ids[t.artist] for t in tracks],
+        ("artist", "name"): [t.artist for t in tracks],
+        ("track", "duration"): [round(t.duration, 3) for t in tracks],
+        ("track", "file"): [str(t.path) for t in tracks],
+        ("track", "genre_top"): [None] * len(tracks),  # unknown: audio does not say
+        ("track", "title"): [t.title for t in tracks],
+    }
+    table = pd.DataFrame({k: pd.Series(v, index=index) for k, v in columns.items()})
+    table.columns = pd.MultiIndex.from_tuples(columns)
+    return table
+
+
+def _ids_by_first_appearance(keys: list) -> dict:
+    ids: dict = {}
+    for key in keys:
+        ids.setdefault(key, len(ids) + 1)
+    return ids
+
+
+def _genres_table() -> pd.DataFrame:
+    """FMA's 16 top-level genres with no tracks yet.
+
+    A header-only genres.csv would be FMA's layout too, but training.fma reads
+    its id columns as integers and an empty column has no integer type; listing
+    the top-level genres also lets a later genre_top refer to them.
+    """
+    rows = sorted((gid, 0, 0, title, gid) for gid, title, _ in TOP_GENRES)
+    return pd.DataFrame(rows, columns=list(GENRE_COLUMNS))
