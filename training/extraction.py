@@ -36,8 +36,7 @@ import soundfile as sf
 
 from training.audio import AUDIO_EXTENSIONS, AudioError, features_from_file
 from training.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
-from training.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TRACKS_FILE
-from training.synthetic import TOP_GENRES
+from training.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
 
 UNKNOWN_ARTIST = "unknown"
 # File names often carry "Artist - Title"; the underscore form comes from tools
@@ -260,9 +259,8 @@ def _ids_by_first_appearance(keys: list) -> dict:
 def _genres_table() -> pd.DataFrame:
     """FMA's 16 top-level genres with no tracks yet.
 
-    A header-only genres.csv would be FMA's layout too, but training.fma reads
-    its id columns as integers and an empty column has no integer type; listing
-    the top-level genres also lets a later genre_top refer to them.
+    Listing the top-level genres (rather than a header-only file) lets a later
+    edit of tracks.csv give songs a genre_top that the catalogue knows.
     """
     rows = sorted((gid, 0, 0, title, gid) for gid, title, _ in TOP_GENRES)
     return pd.DataFrame(rows, columns=list(GENRE_COLUMNS))

@@ -43,6 +43,25 @@ OPTIONAL_TRACK_COLUMNS = {
     ("track", "duration"): "duration",
 }
 GENRE_COLUMNS = ("genre_id", "#tracks", "parent", "title", "top_level")
+# FMA's 16 top-level genres: (genre_id, title, tracks with that genre_top in the full release).
+TOP_GENRES: tuple[tuple[int, str, int], ...] = (
+    (3, "Blues", 110),
+    (5, "Classical", 1230),
+    (9, "Country", 194),
+    (13, "Easy Listening", 24),
+    (15, "Electronic", 9372),
+    (38, "Experimental", 10608),
+    (17, "Folk", 2803),
+    (21, "Hip-Hop", 3552),
+    (1235, "Instrumental", 2079),
+    (2, "International", 1389),
+    (4, "Jazz", 571),
+    (8, "Old-Time / Historic", 554),
+    (10, "Pop", 2332),
+    (12, "Rock", 14182),
+    (14, "Soul-RnB", 175),
+    (20, "Spoken", 423),
+)
 CACHE_FORMAT = 1
 
 
@@ -132,9 +151,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _read_header_rows(path: Path, n_rows: int) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        rows = [row for _, row in zip(range(n_rows), reader, strict=False)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            rows = [row for _, row in zip(range(n_rows), reader, strict=False)]
+    except UnicodeDecodeError as exc:
+        raise FMAFormatError(path, f"not UTF-8 text ({exc})") from exc
     if len(rows) < n_rows:
         raise FMAFormatError(path, f"expected at least {n_rows} header rows, found {len(rows)}")
     return rows
@@ -263,9 +285,12 @@ def read_tracks(path: Path) -> pd.DataFrame:
         raise FMAFormatError(path, f"missing column(s) {', '.join(missing)}")
     wanted = {**REQUIRED_TRACK_COLUMNS, **OPTIONAL_TRACK_COLUMNS}
     positions = {header.index(col) + 1: name for col, name in wanted.items() if col in header}
-    table = pd.read_csv(
-        path, header=None, skiprows=3, usecols=[0, *positions], index_col=0, dtype=str
-    )
+    try:
+        table = pd.read_csv(
+            path, header=None, skiprows=3, usecols=[0, *positions], index_col=0, dtype=str
+        )
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise FMAFormatError(path, f"unreadable rows ({exc})") from exc
     table = table.rename(columns=positions)
     table.index = pd.Index(_integer_ids(path, table.index), name=INDEX_NAME)
     return _typed_tracks(path, table)
@@ -288,13 +313,17 @@ def _typed_tracks(path: Path, table: pd.DataFrame) -> pd.DataFrame:
 
 def read_genres(path: Path) -> pd.DataFrame:
     """genres.csv indexed by genre_id, with #tracks, parent, title, top_level."""
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise FMAFormatError(path, f"unreadable ({exc})") from exc
     missing = [c for c in GENRE_COLUMNS if c not in table.columns]
     if missing:
         raise FMAFormatError(path, f"missing column(s) {', '.join(missing)}")
     for column in ("genre_id", "parent", "top_level"):
-        if not pd.api.types.is_integer_dtype(table[column]):
+        if len(table) and not pd.api.types.is_integer_dtype(table[column]):
             raise FMAFormatError(path, f"column {column} holds a non-integer value")
+    table = table.astype({"genre_id": np.int64, "parent": np.int64, "top_level": np.int64})
     return table.set_index("genre_id")[list(GENRE_COLUMNS[1:])]
 
 

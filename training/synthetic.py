@@ -52,6 +52,7 @@ from training.features import (
     INDEX_NAME,
     STATISTICS,
 )
+from training.fma import TOP_GENRES
 
 # FMA's ratio of tracks to artists (106,574 / 16,341), small enough that the whole
 # pipeline (generate, train, evaluate) runs in about a minute on two cores.
@@ -63,29 +64,8 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-# ---------------------------------------------------------------------------------------
-# Genres: FMA's 16 top-level genres with their real ids and genre_top track counts, which
-# set how many artists each genre gets.
-# ---------------------------------------------------------------------------------------
-TOP_GENRES: tuple[tuple[int, str, int], ...] = (
-    (3, "Blues", 110),
-    (5, "Classical", 1230),
-    (9, "Country", 194),
-    (13, "Easy Listening", 24),
-    (15, "Electronic", 9372),
-    (38, "Experimental", 10608),
-    (17, "Folk", 2803),
-    (21, "Hip-Hop", 3552),
-    (1235, "Instrumental", 2079),
-    (2, "International", 1389),
-    (4, "Jazz", 571),
-    (8, "Old-Time / Historic", 554),
-    (10, "Pop", 2332),
-    (12, "Rock", 14182),
-    (14, "Soul-RnB", 175),
-    (20, "Spoken", 423),
-)
-
+# Genres: FMA's 16 top-level genres (training.fma.TOP_GENRES); their genre_top track
+# counts set how many artists each genre gets.
 # A few sub-genres per top-level genre (FMA names), numbered from an id range that no
 # top-level genre uses.
 SUB_GENRES: dict[str, tuple[str, ...]] = {

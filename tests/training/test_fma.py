@@ -116,3 +116,16 @@ def test_a_missing_file_is_named(data_dir):
     (data_dir / "genres.csv").unlink()
     with pytest.raises(FMAFormatError, match="genres.csv: file not found"):
         load_catalogue(data_dir=data_dir)
+
+
+def test_a_genres_file_with_a_header_only_is_accepted(data_dir):
+    (data_dir / "genres.csv").write_text("genre_id,#tracks,parent,title,top_level\n")
+    assert len(load_catalogue(data_dir=data_dir).genres) == 0
+
+
+@pytest.mark.parametrize("name", ["tracks.csv", "genres.csv", "features.csv"])
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage\n"])
+def test_empty_or_binary_files_are_named(data_dir, name, content):
+    (data_dir / name).write_bytes(content)
+    with pytest.raises(FMAFormatError, match=name):
+        load_catalogue(data_dir=data_dir)
