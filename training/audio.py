@@ -160,10 +160,16 @@ def extract_features(*, signal: np.ndarray, sr: int) -> np.ndarray:
     needs a rate above about 8.2 kHz; 8 kHz telephone audio is refused).
     """
     signal = _checked_signal(signal, sr=sr)
-    summaries = {name: _summarise(values) for name, values in _series(signal, sr=sr).items()}
+    try:
+        series = _series(signal, sr=sr)
+    except librosa.ParameterError as exc:  # e.g. samples so large that a transform overflows
+        raise ValueError(f"cannot analyse this signal: {exc}") from exc
+    summaries = {name: _summarise(values) for name, values in series.items()}
     out = np.empty(len(FEATURE_COLUMNS), dtype=np.float32)
     for i, (feature, statistic, number) in enumerate(FEATURE_COLUMNS):
         out[i] = summaries[feature][statistic][int(number) - 1]
+    if not np.isfinite(out).all():
+        raise ValueError("cannot analyse this signal: its features are not finite")
     return out
 
 

@@ -363,3 +363,11 @@ def test_a_missing_path_stops_the_job_before_any_work(tmp_path):
             on_file=None,
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_extreme_sample_values_raise_a_value_error_not_a_crash():
+    from training.audio import extract_features
+
+    loud = np.random.default_rng(0).normal(scale=1e18, size=22_050 * 3)
+    with pytest.raises(ValueError, match="cannot analyse this signal"):
+        extract_features(signal=loud, sr=22_050)
