@@ -31,14 +31,29 @@ ProgressCallback = Callable[[int], None]
 def import_catalogue(
     engine: Engine, catalogue: Catalogue, *, on_rows: ProgressCallback | None = None
 ) -> int:
-    """Upsert genres, artists and songs by id: importing twice leaves the same rows."""
+    """Upsert genres, artists and songs by id: importing twice leaves the same rows.
+
+    Refuses (CatalogueError) when a track id is taken by a cold-start song, which
+    an upsert would silently overwrite.
+    """
     genre_ids = _top_level_genre_ids(catalogue.genres)
     with engine.begin() as connection:
+        _refuse_cold_start_collisions(connection, catalogue.track_ids)
         _upsert(connection, Genre, _genre_records(catalogue.genres), on_rows=None)
         _upsert(connection, Artist, _artist_records(catalogue.tracks), on_rows=None)
         _upsert(connection, Song, _song_records(catalogue, genre_ids), on_rows=on_rows)
         _advance_id_sequences(connection)
     return len(catalogue.tracks)
+
+
+def _refuse_cold_start_collisions(connection, track_ids: np.ndarray) -> None:
+    query = select(Song.id).where(Song.source == "cold-start")
+    taken = np.intersect1d(np.asarray(connection.scalars(query).all(), dtype=np.int64), track_ids)
+    if len(taken):
+        raise CatalogueError(
+            f"{len(taken)} track ids of this catalogue belong to cold-start songs already "
+            f"stored (e.g. {taken[:5].tolist()}); import it into another database"
+        )
 
 
 def _top_level_genre_ids(genres: pd.DataFrame) -> dict[str, int]:
@@ -153,9 +168,10 @@ def _floats(values) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def read_labelled_features(session: Session) -> tuple[np.ndarray, np.ndarray]:
-    """(artist_ids (n,), features (n, 518)) of every song, in id order."""
-    result = session.execute(select(Song.artist_id, Song.features).order_by(Song.id)).all()
+def read_labelled_features(session: Session, *, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(artist_ids (n,), features (n, 518)) of the songs from one source, in id order."""
+    query = select(Song.artist_id, Song.features).where(Song.source == source).order_by(Song.id)
+    result = session.execute(query).all()
     artists = np.asarray([r[0] for r in result], dtype=np.int64)
     return artists, blobs_to_features([r[1] for r in result])
 

@@ -13,9 +13,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.catalogue import import_catalogue
+from app.catalogue import CatalogueError, import_catalogue
 from app.config import Settings
 from app.db import open_database
 from app.main import create_app
@@ -25,17 +26,31 @@ from training.cli import DataOption, app, console, fail, read_catalogue
 __all__ = ["app"]
 
 
+def read_settings(**overrides) -> Settings:
+    """Settings from MUSICSIM_* variables and .env; a bad value stops with its name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MUSICSIM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"bad setting: {problems}") from exc
+
+
 @app.command("import")
 def import_data(data: DataOption) -> None:
     """Load an FMA-format catalogue into the database (MUSICSIM_DATABASE_URL); idempotent."""
-    settings = Settings()
+    settings = read_settings()
     catalogue = read_catalogue(data)
     engine = open_database(settings.database_url)
     started = time.perf_counter()
     columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("songs", total=len(catalogue.tracks))
-        n = import_catalogue(engine, catalogue, on_rows=lambda k: progress.advance(task, k))
+        try:
+            n = import_catalogue(engine, catalogue, on_rows=lambda k: progress.advance(task, k))
+        except CatalogueError as exc:
+            raise fail(str(exc)) from exc
     engine.dispose()
     console.print(
         f"imported {n:,} songs into {engine.url.render_as_string(hide_password=True)} "
@@ -50,10 +65,11 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
-    settings = Settings() if model is None else Settings(model_dir=model)
+    settings = read_settings() if model is None else read_settings(model_dir=model)
     try:
         load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
-    except BundleError as exc:
+        service = create_app(settings)
+    except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port)
+    uvicorn.run(service, host=host, port=port)

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
-from training.evaluate import SpaceScore, evaluate_spaces, standard_spaces
+from training.evaluate import SpaceScore, evaluate_on_split
 from training.extraction import extract_catalogue, find_audio_files
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
@@ -164,11 +164,14 @@ def evaluate(
     catalogue = read_catalogue(data)
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")
-    mask = bundle.split.eval_mask(catalogue.artist_ids)
-    spaces = standard_spaces(bundle.model, bundle.zscore)
     try:
-        rows = evaluate_spaces(
-            catalogue.features[mask], catalogue.artist_ids[mask], spaces=spaces, seed=seed
+        rows = evaluate_on_split(
+            catalogue.features,
+            catalogue.artist_ids,
+            split=bundle.split,
+            model=bundle.model,
+            zscore=bundle.zscore,
+            seed=seed,
         )
     except ValueError as exc:
         raise fail(f"{exc} (are these the model's data?)") from exc
@@ -199,7 +202,11 @@ def paper(
         )
     if out is not None:
         for name, run in table.runs.items():
-            save_bundle(run, out_dir=out / name, data_fingerprint=catalogue.fingerprint)
+            own = [r.as_dict() for r in table.rows if r.space in ("raw", "zscore", name)]
+            metrics = {"evaluation": own, "n_songs": table.n_songs}
+            save_bundle(
+                run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
+            )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
     if as_json:
         print(json.dumps(table.as_json()))

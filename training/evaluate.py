@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.data import ZScore
+from training.data import ArtistSplit, ZScore
 from training.metrics import draw_queries, mean_auc
 from training.model import TripletMLP, embed
 
@@ -60,3 +60,23 @@ def evaluate_spaces(
         score = mean_auc(space(features), artist_ids, queries)
         rows.append(SpaceScore(name, score.mean_auc, score.n_queries, score.n_songs))
     return rows
+
+
+def evaluate_on_split(
+    features: np.ndarray,
+    artist_ids: np.ndarray,
+    *,
+    split: ArtistSplit,
+    model: TripletMLP,
+    zscore: ZScore,
+    seed: int,
+    spaces: tuple[str, ...] = ("raw", "zscore", "model"),
+) -> list[SpaceScore]:
+    """The paper's evaluation of a trained model: its evaluation artists' songs only.
+
+    The one path behind `musicsim evaluate`, `musicsim train` and POST /evaluate.
+    """
+    mask = split.eval_mask(artist_ids)
+    available = standard_spaces(model, zscore)
+    chosen = {name: available[name] for name in spaces}
+    return evaluate_spaces(features[mask], artist_ids[mask], spaces=chosen, seed=seed)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from training.evaluate import (
     SpaceScore,
     baseline_spaces,
+    evaluate_on_split,
     evaluate_spaces,
     model_space,
-    standard_spaces,
 )
 from training.fma import Catalogue
 from training.train import EpochCallback, TrainConfig, TrainedRun, train_on_catalogue
@@ -43,10 +43,13 @@ class Table1:
 
 def evaluate_run(catalogue: Catalogue, run: TrainedRun, *, seed: int) -> list[SpaceScore]:
     """raw, zscore and the run's model on the run's evaluation artists."""
-    mask = run.split.eval_mask(catalogue.artist_ids)
-    spaces = standard_spaces(run.model, run.zscore)
-    return evaluate_spaces(
-        catalogue.features[mask], catalogue.artist_ids[mask], spaces=spaces, seed=seed
+    return evaluate_on_split(
+        catalogue.features,
+        catalogue.artist_ids,
+        split=run.split,
+        model=run.model,
+        zscore=run.zscore,
+        seed=seed,
     )
 
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 from app.catalogue import read_labelled_features
 from app.deps import BundleDep, ServiceDep, SessionDep
 from app.schemas import EvaluateIn, EvaluateOut
-from training.evaluate import evaluate_spaces, standard_spaces
+from training.data import ArtistSplit
+from training.evaluate import evaluate_on_split
 
 router = APIRouter(tags=["evaluation"])
 
@@ -26,14 +27,22 @@ def evaluate_catalogue(
         labels = [str(song.artist) for song in body.songs]
         _, artist_ids = np.unique(labels, return_inverse=True)
         features = np.asarray([song.features for song in body.songs], dtype=np.float32)
+        # A posted set is scored whole: every one of its artists is an evaluation artist.
+        split = ArtistSplit(train=np.empty(0, np.int64), eval=np.unique(artist_ids))
     else:
-        all_artists, all_features = read_labelled_features(session)
-        mask = bundle.split.eval_mask(all_artists)
-        artist_ids, features = all_artists[mask], all_features[mask]
-    spaces = standard_spaces(bundle.model, bundle.zscore)
+        # The imported catalogue only: cold-start additions would make the figure
+        # drift from `musicsim evaluate` on the same FMA files.
+        artist_ids, features = read_labelled_features(session, source="fma")
+        split = bundle.split
     try:
-        (row,) = evaluate_spaces(
-            features, artist_ids, spaces={body.space: spaces[body.space]}, seed=body.seed
+        (row,) = evaluate_on_split(
+            features,
+            artist_ids,
+            split=split,
+            model=bundle.model,
+            zscore=bundle.zscore,
+            seed=body.seed,
+            spaces=(body.space,),
         )
     except ValueError as exc:
         raise HTTPException(422, f"cannot evaluate: {exc}") from exc

@@ -90,7 +90,13 @@ def test_writes_need_the_api_key_when_one_is_set(settings, catalogue):
         assert client.get("/health").status_code == 200
 
 
-def test_evaluate_equals_the_command_line(client, small_catalogue_dir, bundle_dir, settings):
+def test_evaluate_equals_the_command_line(
+    client, small_catalogue_dir, bundle_dir, bundle, catalogue
+):
+    # A cold-start song by an evaluation artist must not move the catalogue's figure.
+    eval_artist = int(bundle.split.eval[0])
+    extra = new_song(catalogue, artist=eval_artist)
+    assert client.post("/songs", json=extra).status_code == 201
     result = CliRunner().invoke(
         cli, ["evaluate", "--data", str(small_catalogue_dir), "--model", str(bundle_dir), "--json"]
     )
@@ -100,6 +106,7 @@ def test_evaluate_equals_the_command_line(client, small_catalogue_dir, bundle_di
         body = client.post("/evaluate", json={"space": space, "seed": 0}).json()
         assert body["mean_auc"] == rows[space]["mean_auc"]
         assert body["n_queries"] == rows[space]["n_queries"]
+        assert body["n_songs"] == json.loads(result.stdout)["n_songs"]
 
 
 def test_evaluate_scores_a_posted_labelled_set(client):
@@ -164,3 +171,24 @@ def test_the_service_refuses_to_start_without_a_valid_bundle(settings, tmp_path)
 def test_serve_names_a_bad_bundle_and_exits(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "manifest.json not found" in result.output
+
+
+def test_a_bad_setting_is_named_and_nothing_starts(monkeypatch):
+    monkeypatch.setenv("MUSICSIM_MAX_K", "lots")
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 2 and "MUSICSIM_MAX_K" in result.output
+
+
+def test_import_refuses_to_overwrite_a_cold_start_song(client, catalogue, settings):
+    import dataclasses
+
+    from app.catalogue import CatalogueError, import_catalogue
+
+    song = client.post("/songs", json=new_song(catalogue)).json()["id"]
+    tracks = catalogue.tracks.copy()
+    tracks.index = tracks.index - tracks.index.min() + song  # the first track takes its id
+    clashing = dataclasses.replace(catalogue, tracks=tracks)
+    engine = open_database(settings.database_url)
+    with pytest.raises(CatalogueError, match="belong to cold-start songs"):
+        import_catalogue(engine, clashing)
+    assert client.get(f"/songs/{song}").json()["title"] == "Brand new"
