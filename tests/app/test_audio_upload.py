@@ -65,3 +65,14 @@ def test_an_oversized_upload_is_413(settings):
 def test_adding_needs_a_title_and_an_artist(client):
     response = upload(client, CLIP.read_bytes(), add="true")
     assert response.status_code == 422 and "needs a title and an artist" in response.text
+
+
+def test_adding_an_upload_needs_the_api_key_when_one_is_set(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    form = {"add": "true", "title": "t", "artist": "a"}
+    with TestClient(create_app(settings.model_copy(update={"api_key": "k"}))) as client:
+        assert upload(client, CLIP.read_bytes(), **form).status_code == 401
+        assert upload(client, CLIP.read_bytes()).status_code == 200  # a look-up stays open
