@@ -192,3 +192,14 @@ def test_import_refuses_to_overwrite_a_cold_start_song(client, catalogue, settin
     with pytest.raises(CatalogueError, match="belong to cold-start songs"):
         import_catalogue(engine, clashing)
     assert client.get(f"/songs/{song}").json()["title"] == "Brand new"
+
+
+def test_serve_refuses_a_corrupt_bundle_naming_the_file(bundle_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, broken)
+    (broken / "zscore.safetensors").write_bytes(b"\0" * 64)
+    result = CliRunner().invoke(cli, ["serve", "--model", str(broken)])
+    assert result.exit_code == 2
+    assert "zscore.safetensors does not match the SHA-256" in " ".join(result.output.split())

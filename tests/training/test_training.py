@@ -105,3 +105,20 @@ def test_a_manifest_that_is_not_json_is_refused(bundle_dir):
     (bundle_dir / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_bundle(bundle_dir)
+
+
+def test_a_flipped_byte_in_the_weights_is_refused(bundle_dir):
+    weights = bundle_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match the SHA-256"):
+        load_bundle(bundle_dir)
+
+
+def test_an_unknown_format_version_is_refused(bundle_dir):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="unsupported format_version 99"):
+        load_bundle(bundle_dir)
