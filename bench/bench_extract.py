@@ -24,12 +24,12 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+from benchmarks_doc import BENCHMARKS, write_section
 
 from training.audio import EXCERPT_SECONDS, decode, extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_DIR = ROOT.parent / "shared" / "data" / "audio"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 SECTION = "## Feature extraction"
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     text = _report(rows, warm_up=warm_up, repeats=args.repeats)
     print(text)
     if not args.no_write:
-        _write_section(BENCHMARKS, text)
+        write_section(SECTION, text)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
 
 
@@ -139,21 +139,6 @@ def _report(rows: list[dict], *, warm_up: float, repeats: int) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _write_section(path: Path, section: str) -> None:
-    """Replace this script's section of BENCHMARKS.md, or append it; keep the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from benchmarks_doc import BENCHMARKS, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 SECTION = "## Load: GET /songs/{id}/similar"
 # The environment's own `musicsim` command, next to this interpreter.
 MUSICSIM = [str(Path(sys.executable).with_name("musicsim"))]
@@ -144,7 +144,7 @@ def main() -> None:
     )
     print(text)
     if args.write:
-        _write_section(BENCHMARKS, text)
+        write_section(SECTION, text)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
 
 
@@ -352,21 +352,6 @@ def _report(
     lines.extend(f"Note: {note}." for note in notes)
     lines.append("")
     return "\n".join(lines)
-
-
-def _write_section(path: Path, section: str) -> None:
-    """Replace this script's section of BENCHMARKS.md, or append it; keep the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        new = [*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 def _rel(path: Path) -> str:
