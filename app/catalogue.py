@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.index import SongIndex, SongRows
 from app.orm import Artist, Genre, Song, blobs_to_features, features_to_blob
-from training.fma import Catalogue
+from training.fma import Catalogue, top_level_genre_ids
 
 # Rows per INSERT statement during import: large enough to amortise round trips,
 # small enough to stay below SQLite's bound-parameter limit.
@@ -36,7 +36,7 @@ def import_catalogue(
     Refuses (CatalogueError) when a track id is taken by a cold-start song, which
     an upsert would silently overwrite.
     """
-    genre_ids = _top_level_genre_ids(catalogue.genres)
+    genre_ids = top_level_genre_ids(catalogue.genres)
     with engine.begin() as connection:
         _refuse_cold_start_collisions(connection, catalogue.track_ids)
         _upsert(connection, Genre, _genre_records(catalogue.genres), on_rows=None)
@@ -54,11 +54,6 @@ def _refuse_cold_start_collisions(connection, track_ids: np.ndarray) -> None:
             f"{len(taken)} track ids of this catalogue belong to cold-start songs already "
             f"stored (e.g. {taken[:5].tolist()}); import it into another database"
         )
-
-
-def _top_level_genre_ids(genres: pd.DataFrame) -> dict[str, int]:
-    top = genres[genres.index == genres["top_level"]]
-    return {str(title): int(gid) for gid, title in top["title"].items()}
 
 
 def _genre_records(genres: pd.DataFrame) -> Iterator[dict]:

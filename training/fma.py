@@ -327,6 +327,7 @@ def read_genres(path: Path) -> pd.DataFrame:
     return table.set_index("genre_id")[list(GENRE_COLUMNS[1:])]
 
 
-def top_level_genres(genres: pd.DataFrame) -> list[str]:
-    """Titles of the top-level genres (their own top_level), sorted."""
-    return sorted(genres.loc[genres.index == genres["top_level"], "title"].astype(str))
+def top_level_genre_ids(genres: pd.DataFrame) -> dict[str, int]:
+    """Title -> id of the top-level genres: those that are their own top_level."""
+    top = genres[genres.index == genres["top_level"]]
+    return {str(title): int(gid) for gid, title in top["title"].items()}
