@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -183,10 +183,6 @@ def top_level_genres(session: Session) -> dict[str, int]:
     """Top-level genre title -> id."""
     query = select(Genre.title, Genre.id).where(Genre.id == Genre.top_level_id)
     return {title: gid for title, gid in session.execute(query).all()}
-
-
-def count_songs(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Song)) or 0
 
 
 # --- adding a cold-start song -----------------------------------------------------------

@@ -172,10 +172,6 @@ class SongIndex:
         with self._lock.reading():
             return self._faiss.reconstruct(self._row_of[song_id])
 
-    def artist_of(self, song_id: int) -> int:
-        with self._lock.reading():
-            return int(self._rows.artist_ids[self._row_of[song_id]])
-
     def search(
         self,
         vectors: np.ndarray,

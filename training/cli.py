@@ -21,7 +21,7 @@ from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
-from training.evaluate import SpaceScore, evaluate_on_split
+from training.evaluate import SpaceScore
 from training.extraction import extract_catalogue, find_audio_files
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
@@ -165,14 +165,7 @@ def evaluate(
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")
     try:
-        rows = evaluate_on_split(
-            catalogue.features,
-            catalogue.artist_ids,
-            split=bundle.split,
-            model=bundle.model,
-            zscore=bundle.zscore,
-            seed=seed,
-        )
+        rows = evaluate_run(catalogue, bundle, seed=seed)
     except ValueError as exc:
         raise fail(f"{exc} (are these the model's data?)") from exc
     if as_json:

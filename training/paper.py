@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Protocol
 
+from training.data import ArtistSplit, ZScore
 from training.evaluate import (
     SpaceScore,
     baseline_spaces,
@@ -17,6 +19,7 @@ from training.evaluate import (
     model_space,
 )
 from training.fma import Catalogue
+from training.model import TripletMLP
 from training.train import EpochCallback, TrainConfig, TrainedRun, train_on_catalogue
 
 # Table 1 of the paper (full FMA, 2,529 rankings of 25,290 songs).
@@ -41,7 +44,15 @@ class Table1:
         return {"rows": [r.as_dict() for r in self.rows], "n_songs": self.n_songs}
 
 
-def evaluate_run(catalogue: Catalogue, run: TrainedRun, *, seed: int) -> list[SpaceScore]:
+class Trained(Protocol):
+    """What evaluation needs of a model: a fresh TrainedRun and a loaded Bundle both have it."""
+
+    model: TripletMLP
+    zscore: ZScore
+    split: ArtistSplit
+
+
+def evaluate_run(catalogue: Catalogue, run: Trained, *, seed: int) -> list[SpaceScore]:
     """raw, zscore and the run's model on the run's evaluation artists."""
     return evaluate_on_split(
         catalogue.features,
