@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,13 +16,23 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.embedding_cache import CacheKey, EmbeddingCache, spot_check
 from app.index import SongIndex, SongRows
-from app.orm import Artist, Genre, Song, blobs_to_features, features_to_blob
+from app.index_kinds import IndexSpec
+from app.orm import (
+    Artist,
+    CatalogueState,
+    Genre,
+    Song,
+    blobs_to_features,
+    features_to_blob,
+)
 from training.fma import Catalogue, top_level_genre_ids
 
 # Rows per INSERT statement during import: large enough to amortise round trips,
 # small enough to stay below SQLite's bound-parameter limit.
 _IMPORT_CHUNK = 2000
+log = logging.getLogger("musicsim")
 ProgressCallback = Callable[[int], None]
 
 
@@ -292,12 +303,103 @@ def _resolve_artist(session: Session, new: NewSong) -> Artist:
 
 # --- start-up ---------------------------------------------------------------------------
 
+_EMBED_CHUNK = 20_000  # songs read and embedded per step: bounded memory at any size
 
-def build_index(session: Session, embed: Callable[[np.ndarray], np.ndarray], dim: int) -> SongIndex:
-    """Embed every stored song and index it by song id."""
-    index = SongIndex(dim=dim)
-    index_songs_after(session, index, embed, after_id=0)
+
+def catalogue_version(session: Session) -> str:
+    """The token database triggers replace on any change to songs' features (migration 0002)."""
+    return session.execute(select(CatalogueState.version)).scalar_one()
+
+
+def read_song_rows(session: Session) -> SongRows:
+    """Filter attributes of every song, in id order, without the (large) features."""
+    query = (
+        select(Song.id, Song.artist_id, Genre.title, Artist.latitude, Artist.longitude)
+        .join(Artist, Song.artist_id == Artist.id)
+        .outerjoin(Genre, Song.genre_id == Genre.id)
+        .order_by(Song.id)
+    )
+    columns = list(zip(*session.execute(query).all(), strict=True)) or [[] for _ in range(5)]
+    return SongRows(
+        ids=np.asarray(columns[0], dtype=np.int64),
+        artist_ids=np.asarray(columns[1], dtype=np.int64),
+        genres=np.asarray(columns[2], dtype=object),
+        latitudes=_floats(columns[3]),
+        longitudes=_floats(columns[4]),
+    )
+
+
+def read_features(session: Session, ids: np.ndarray) -> np.ndarray:
+    """(len(ids), 518) features of the songs with these ids (sorted ascending)."""
+    if len(ids) == 0:
+        return blobs_to_features([])
+    query = (
+        select(Song.id, Song.features)
+        .where(Song.id.between(int(ids[0]), int(ids[-1])))
+        .order_by(Song.id)
+    )
+    found = session.execute(query).all()
+    found_ids = np.asarray([r[0] for r in found], dtype=np.int64)
+    at = np.searchsorted(found_ids, ids)
+    if (at >= len(found_ids)).any() or (found_ids[np.minimum(at, len(found) - 1)] != ids).any():
+        raise CatalogueError("songs were deleted while the catalogue was being read: restart")
+    return blobs_to_features([found[i][1] for i in at])
+
+
+def embed_songs(
+    session: Session, ids: np.ndarray, embed: Callable[[np.ndarray], np.ndarray], out: np.ndarray
+) -> None:
+    """Write the embeddings of the songs `ids` into `out`, a chunk at a time."""
+    for start in range(0, len(ids), _EMBED_CHUNK):
+        chunk = ids[start : start + _EMBED_CHUNK]
+        out[start : start + len(chunk)] = embed(read_features(session, chunk))
+
+
+def build_index(
+    session: Session,
+    embed: Callable[[np.ndarray], np.ndarray],
+    dim: int,
+    *,
+    spec: IndexSpec | None = None,
+    cache: EmbeddingCache | None = None,
+    model_sha256: str = "",
+) -> SongIndex:
+    """Index every stored song, reusing persisted embeddings and index when they match."""
+    spec = spec or IndexSpec()
+    version = catalogue_version(session)  # first: a change after this makes the key stale
+    rows = read_song_rows(session)
+    if cache is None:
+        embeddings = np.empty((len(rows), dim), dtype=np.float32)
+        embed_songs(session, rows.ids, embed, embeddings)
+        return SongIndex.from_embeddings(rows, embeddings, spec)
+    key = CacheKey.of(model_sha256=model_sha256, catalogue_version=version, ids=rows.ids, dim=dim)
+    embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
+    if embeddings is None:
+        embeddings = cache.compute(key, lambda out: embed_songs(session, rows.ids, embed, out))
+        log.info("embedded %d songs and saved them to %s", len(rows), cache.root)
+    stored = cache.load_index(key, spec) if spec.approximate else None
+    index = SongIndex.from_embeddings(rows, embeddings, spec, faiss_index=stored)
+    if spec.approximate and stored is None:
+        cache.save_index(key, spec, index.faiss_index)
     return index
+
+
+def _reusable_embeddings(
+    session: Session,
+    cache: EmbeddingCache,
+    key: CacheKey,
+    ids: np.ndarray,
+    embed: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray | None:
+    embeddings = cache.load(key)
+    if embeddings is None:
+        return None
+    if not spot_check(embeddings, ids, lambda some: read_features(session, some), embed):
+        log.warning("persisted embeddings differ from the model's output: recomputing")
+        cache.discard(key)
+        return None
+    log.info("reusing %d persisted embeddings (fingerprint %s)", len(ids), key.digest()[:12])
+    return embeddings
 
 
 def index_songs_after(

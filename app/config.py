@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,3 +42,27 @@ class Settings(BaseSettings):
     max_evaluate_songs: int = Field(
         50_000, ge=2, description="Most songs a caller may post to /evaluate"
     )
+    index_kind: Literal["flat", "hnsw", "ivf", "ivfpq"] = Field(
+        "flat", description="FAISS index: exact flat, or approximate hnsw, ivf, ivfpq"
+    )
+    index_hnsw_m: int = Field(32, ge=2, le=256, description="HNSW graph degree")
+    index_hnsw_ef_construction: int = Field(80, ge=1, description="HNSW build candidate list")
+    index_hnsw_ef_search: int = Field(128, ge=1, description="HNSW search candidate list")
+    index_ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = about 4 sqrt(n)")
+    index_ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query")
+    index_pq_refine: int = Field(
+        10, ge=1, description="IVF-PQ: candidates per answer re-ranked exactly"
+    )
+    index_exact_below: int = Field(
+        20_000, ge=0, description="Approximate kinds search a filter passing fewer songs exactly"
+    )
+    index_cache_dir: Path | None = Field(
+        Path("data/index-cache"),
+        description="Where embeddings and indexes persist across restarts; empty disables",
+    )
+
+    @field_validator("index_cache_dir", mode="before")
+    @classmethod
+    def _empty_disables(cls, value):
+        # MUSICSIM_INDEX_CACHE_DIR= (empty) turns persistence off rather than meaning "."
+        return None if value == "" else value

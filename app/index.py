@@ -19,7 +19,18 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from app.index_kinds import (
+    IndexSpec,
+    add_vectors,
+    build_faiss_index,
+    candidates_for,
+    kind_of,
+    prepare,
+    search_parameters,
+)
+
 EARTH_RADIUS_KM = 6371.0088
+_EXACT_CHUNK = 65_536  # rows per step of an exact search over a subset
 
 
 @dataclass(frozen=True)
@@ -121,19 +132,92 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
+class VectorStore:
+    """Exact embeddings by row: a (possibly memory-mapped) base plus rows added at run time.
+
+    The approximate kinds need exact vectors to search a small filtered subset, to
+    re-rank IVF-PQ candidates and to answer `embedding_of`; a memory-mapped base
+    (persisted embeddings) keeps those in the page cache rather than in the heap.
+    """
+
+    def __init__(self, base: np.ndarray):
+        self._base = base
+        self._added: list[np.ndarray] = []
+        self._added_joined: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._base) + sum(len(a) for a in self._added)
+
+    def append(self, vectors: np.ndarray) -> None:
+        self._added.append(np.array(vectors, dtype=np.float32))
+        self._added_joined = None
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Vectors of the given rows, in that order, as an in-memory float32 array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self._base.shape[1]), dtype=np.float32)
+        in_base = rows < len(self._base)
+        # Sorted reads keep a memory-mapped base's disk access sequential.
+        order = np.argsort(rows[in_base], kind="stable")
+        out[np.flatnonzero(in_base)[order]] = self._base[rows[in_base][order]]
+        if not in_base.all():
+            if self._added_joined is None:
+                self._added_joined = np.concatenate(self._added)
+            out[~in_base] = self._added_joined[rows[~in_base] - len(self._base)]
+        return out
+
+
 class SongIndex:
-    """Exact L2 search over song embeddings; thread-safe.
+    """L2 search over song embeddings, exact (`flat`) or approximate; thread-safe.
 
     Searches share a read lock; adds take the write lock, because FAISS may
     reallocate its storage while adding and a search must never overlap that.
+    With an approximate kind, a filter that passes few songs (`exact_below`) is
+    searched exactly over those songs, and a query that the approximate search
+    answers with fewer than k songs while k pass is answered exactly too: filters
+    never cost results.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, spec: IndexSpec | None = None):
         self.dim = dim
-        self._faiss = faiss.IndexFlatL2(dim)
+        self.spec = spec or IndexSpec()
+        self._faiss = build_faiss_index(self.spec, np.empty((0, dim), np.float32))
+        self._vectors = VectorStore(np.empty((0, dim), np.float32))
         self._rows = SongRows.empty()
         self._row_of: dict[int, int] = {}
         self._lock = ReadWriteLock()
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        rows: SongRows,
+        embeddings: np.ndarray,
+        spec: IndexSpec | None = None,
+        *,
+        faiss_index: faiss.Index | None = None,
+    ) -> SongIndex:
+        """An index over a whole catalogue at once, so that IVF kinds train on all of it.
+
+        `embeddings` may be memory-mapped; `faiss_index` is a persisted index built
+        from exactly these embeddings (see `app.embedding_cache`).
+        """
+        if embeddings.shape[0] != len(rows) or len(np.unique(rows.ids)) != len(rows):
+            raise ValueError("need one embedding per row and unique song ids")
+        index = cls(embeddings.shape[1], spec)
+        index._faiss = faiss_index or build_faiss_index(index.spec, embeddings)
+        index._vectors = VectorStore(embeddings)
+        index._rows = rows
+        index._row_of = {int(song_id): row for row, song_id in enumerate(rows.ids)}
+        return index
+
+    @property
+    def kind(self) -> str:
+        """The kind actually built (an IVF kind falls back when there was too little data)."""
+        return kind_of(self._faiss)
+
+    @property
+    def faiss_index(self) -> faiss.Index:
+        return self._faiss
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -158,7 +242,8 @@ class SongIndex:
                 return 0
             fresh = SongRows(*(column[new] for column in rows.columns()))
             start = len(self._rows)
-            self._faiss.add(vectors[new])
+            add_vectors(self._faiss, vectors[new])
+            self._vectors.append(vectors[new])
             self._rows = self._rows.extend(fresh)
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
             return int(new.sum())
@@ -170,7 +255,7 @@ class SongIndex:
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         with self._lock.reading():
-            return self._faiss.reconstruct(self._row_of[song_id])
+            return self._vectors.take(np.array([self._row_of[song_id]]))[0]
 
     def search(
         self,
@@ -185,10 +270,7 @@ class SongIndex:
         where = where or SongFilter()
         with self._lock.reading():
             allowed = self._allowed_rows(where, exclude_song)
-            if allowed is None:
-                distances, rows = self._faiss.search(queries, k)
-            else:
-                distances, rows = self._search_selected(queries, k, allowed)
+            distances, rows = self._search_rows(queries, k, allowed)
             ids = self._rows.ids
         return [
             [
@@ -198,6 +280,68 @@ class SongIndex:
             ]
             for row_ids, dists in zip(rows, distances, strict=True)
         ]
+
+    def _search_rows(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distances, rows) of the k nearest allowed rows, -1 padded."""
+        n_allowed = len(self._rows) if allowed is None else int(allowed.sum())
+        if self.kind == "flat":
+            return self._search_faiss(queries, k, allowed)
+        if allowed is not None and n_allowed <= self.spec.exact_below:
+            return self._search_exactly(queries, k, allowed)
+        distances, rows = self._search_faiss(queries, k, allowed)
+        short = (rows >= 0).sum(axis=1) < min(k, n_allowed)
+        if short.any():  # the approximate search missed songs that pass: answer exactly
+            distances[short], rows[short] = self._search_exactly(queries[short], k, allowed)
+        return distances, rows
+
+    def _search_faiss(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        selector, bits = None, None
+        if allowed is not None:
+            bits = np.packbits(allowed, bitorder="little")  # kept alive through the search
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        n_candidates = candidates_for(self._faiss, k, self.spec)
+        params = search_parameters(self.spec, self._faiss, n_candidates, selector)
+        distances, rows = self._faiss.search(
+            prepare(self._faiss, queries), n_candidates, params=params
+        )
+        del bits
+        if n_candidates == k:
+            return distances, rows
+        return self._rerank(queries, rows, k)
+
+    def _rerank(
+        self, queries: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances for each query's candidate rows; keep the k nearest."""
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for q, found in enumerate(candidates):
+            found = found[found >= 0]
+            exact = ((self._vectors.take(found) - queries[q]) ** 2).sum(axis=1)
+            best = np.argsort(exact, kind="stable")[:k]
+            distances[q, : len(best)], rows[q, : len(best)] = exact[best], found[best]
+        return distances, rows
+
+    def _search_exactly(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the allowed rows (all when None), -1 padded to k."""
+        subset = np.arange(len(self._rows)) if allowed is None else np.flatnonzero(allowed)
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for start in range(0, len(subset), _EXACT_CHUNK):  # bounded memory at any scale
+            chunk = subset[start : start + _EXACT_CHUNK]
+            d, local = faiss.knn(queries, self._vectors.take(chunk), min(k, len(chunk)))
+            merged_d = np.concatenate([distances, d], axis=1)
+            merged_r = np.concatenate([rows, np.where(local >= 0, chunk[local], -1)], axis=1)
+            best = np.argsort(merged_d, axis=1, kind="stable")[:, :k]
+            distances = np.take_along_axis(merged_d, best, axis=1)
+            rows = np.take_along_axis(merged_r, best, axis=1)
+        return distances, rows
 
     def _allowed_rows(self, where: SongFilter, exclude_song: int | None) -> np.ndarray | None:
         """Boolean mask of rows that may be returned, or None when all may."""
@@ -216,11 +360,3 @@ class SongIndex:
             km = haversine_km(near.latitude, near.longitude, rows.latitudes, rows.longitudes)
             mask &= np.nan_to_num(km, nan=np.inf) <= near.radius_km
         return mask
-
-    def _search_selected(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        bits = np.packbits(allowed, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        params = faiss.SearchParameters(sel=selector)
-        return self._faiss.search(queries, k, params=params)

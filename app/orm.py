@@ -81,6 +81,19 @@ class Song(Base):
     genre: Mapped[Genre | None] = relationship(lazy="joined")
 
 
+class CatalogueState(Base):
+    """One row whose `version` database triggers replace on any change to songs' features.
+
+    Persisted embeddings record the version they were computed at (migration 0002).
+    """
+
+    __tablename__ = "catalogue_state"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+
+
 def features_to_blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=FEATURE_DTYPE).tobytes()
 

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.catalogue import build_index
 from app.config import Settings
 from app.db import open_database
+from app.embedding_cache import EmbeddingCache
 from app.index import SongIndex
+from app.index_kinds import IndexSpec
 from app.sync import CatalogueFollower
 from training.artefacts import Bundle, load_bundle
 
@@ -44,11 +46,19 @@ def open_service(settings: Settings) -> Service:
     engine = open_database(settings.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
-        index = build_index(session, bundle.embed, bundle.model.config.width)
+        index = build_index(
+            session,
+            bundle.embed,
+            bundle.model.config.width,
+            spec=index_spec(settings),
+            cache=EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None,
+            model_sha256=bundle.manifest_sha256,
+        )
     watermark = index.largest_id()
     log.info(
-        "indexed %d songs with model %s (manifest %s) in %.2f s",
+        "indexed %d songs (%s index) with model %s (manifest %s) in %.2f s",
         len(index),
+        index.kind,
         bundle.name,
         bundle.manifest_sha256[:12],
         time.perf_counter() - started,
@@ -60,3 +70,16 @@ def open_service(settings: Settings) -> Service:
     )
     follower.start()
     return Service(settings, engine, sessions, bundle, index, follower)
+
+
+def index_spec(settings: Settings) -> IndexSpec:
+    return IndexSpec(
+        kind=settings.index_kind,
+        hnsw_m=settings.index_hnsw_m,
+        hnsw_ef_construction=settings.index_hnsw_ef_construction,
+        hnsw_ef_search=settings.index_hnsw_ef_search,
+        ivf_nlist=settings.index_ivf_nlist,
+        ivf_nprobe=settings.index_ivf_nprobe,
+        pq_refine=settings.index_pq_refine,
+        exact_below=settings.index_exact_below,
+    )

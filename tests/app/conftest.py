@@ -38,7 +38,12 @@ def settings(tmp_path, bundle_dir, catalogue) -> Settings:
     engine = open_database(url)
     import_catalogue(engine, catalogue)
     engine.dispose()
-    return Settings(model_dir=bundle_dir, database_url=url, _env_file=None)
+    return Settings(
+        model_dir=bundle_dir,
+        database_url=url,
+        index_cache_dir=tmp_path / "index-cache",
+        _env_file=None,
+    )
 
 
 @pytest.fixture

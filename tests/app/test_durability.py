@@ -76,6 +76,7 @@ def _server_env(bundle_dir: Path, database: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICSIM_")}
     env["MUSICSIM_MODEL_DIR"] = str(bundle_dir)
     env["MUSICSIM_DATABASE_URL"] = f"sqlite:///{database}"
+    env["MUSICSIM_INDEX_CACHE_DIR"] = str(database.parent / "index-cache")
     return env
 
 

@@ -79,11 +79,17 @@ def sometimes_a_decodable_clip(context, body):
 @pytest.fixture(scope="module")
 def fuzz_settings(tmp_path_factory, bundle_dir, catalogue) -> Settings:
     """A database for this module alone: the fuzzed writes land in it."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'musicsim.db'}"
+    folder = tmp_path_factory.mktemp("fuzz")
+    url = f"sqlite:///{folder / 'musicsim.db'}"
     engine = open_database(url)
     import_catalogue(engine, catalogue)
     engine.dispose()
-    return Settings(model_dir=bundle_dir, database_url=url, _env_file=None)
+    return Settings(
+        model_dir=bundle_dir,
+        database_url=url,
+        index_cache_dir=folder / "index-cache",
+        _env_file=None,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,163 @@
+"""Approximate index kinds against brute-force numpy search: recall, exact distances, filters."""
+
+import faiss
+import numpy as np
+import pytest
+
+from app.index import Near, SongFilter, SongIndex, SongRows, haversine_km
+from app.index_kinds import IndexSpec, effective_kind, padded_dim
+
+N_SONGS, DIM, K = 12_000, 30, 10  # 12,000 >= the IVF-PQ training minimum; 30 pads to 32
+GENRES = np.array(["Rock", "Jazz", "Folk", "Pop"], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def songs():
+    """Clustered vectors (as embeddings are) with filter attributes; ids not equal to rows."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(60, DIM)) * 3
+    vectors = (centres[rng.integers(0, 60, N_SONGS)] + rng.normal(size=(N_SONGS, DIM))).astype(
+        np.float32
+    )
+    rows = SongRows(
+        ids=np.arange(N_SONGS, dtype=np.int64) * 3 + 7,
+        artist_ids=rng.integers(0, 2_000, N_SONGS),
+        genres=GENRES[rng.integers(0, len(GENRES), N_SONGS)],
+        latitudes=rng.uniform(-60, 60, N_SONGS),
+        longitudes=rng.uniform(-180, 180, N_SONGS),
+    )
+    queries = (centres[rng.integers(0, 60, 50)] + rng.normal(size=(50, DIM))).astype(np.float32)
+    return rows, vectors, queries
+
+
+def brute_force(vectors, queries, k, allowed=None):
+    """Row numbers of the k nearest allowed vectors to each query (numpy, no FAISS)."""
+    d = ((queries[:, None, :].astype(np.float64) - vectors[None, :, :]) ** 2).sum(axis=2)
+    if allowed is not None:
+        d[:, ~allowed] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return [[r for r in row if np.isfinite(d[q, r])] for q, row in enumerate(order)]
+
+
+def allowed_by(rows, where: SongFilter) -> np.ndarray:
+    """An independent statement of the filter semantics, row by row."""
+    ok = np.ones(len(rows), dtype=bool)
+    for r in range(len(rows)):
+        if where.exclude_artist is not None and rows.artist_ids[r] == where.exclude_artist:
+            ok[r] = False
+        if where.genre is not None and rows.genres[r] != where.genre:
+            ok[r] = False
+        if where.near is not None:
+            km = haversine_km(
+                where.near.latitude,
+                where.near.longitude,
+                rows.latitudes[r : r + 1],
+                rows.longitudes[r : r + 1],
+            )[0]
+            ok[r] &= bool(km <= where.near.radius_km)
+    return ok
+
+
+def recall(found, expected) -> float:
+    hits = sum(len(set(f) & set(e)) for f, e in zip(found, expected, strict=True))
+    return hits / sum(len(e) for e in expected)
+
+
+def rows_of(index_result, rows: SongRows):
+    row_of = {int(i): r for r, i in enumerate(rows.ids)}
+    return [[row_of[n.song_id] for n in hits] for hits in index_result]
+
+
+@pytest.fixture(scope="module", params=["hnsw", "ivf", "ivfpq"])
+def approximate(request, songs):
+    rows, vectors, _ = songs
+    return SongIndex.from_embeddings(rows, vectors, IndexSpec(kind=request.param))
+
+
+def test_each_kind_is_built_as_asked(approximate):
+    assert approximate.kind == approximate.spec.kind
+
+
+def test_recall_at_10_against_brute_force(approximate, songs):
+    rows, vectors, queries = songs
+    found = rows_of(approximate.search(queries, k=K), rows)
+    assert recall(found, brute_force(vectors, queries, K)) >= 0.9
+
+
+def test_distances_are_the_true_l2_distances_of_the_songs_returned(approximate, songs):
+    rows, vectors, queries = songs
+    for q, hits in enumerate(approximate.search(queries[:10], k=K)):
+        found = rows_of([hits], rows)[0]
+        true = np.linalg.norm(vectors[found].astype(np.float64) - queries[q], axis=1)
+        assert [n.distance for n in hits] == pytest.approx(true, rel=1e-4, abs=1e-4)
+        assert np.all(np.diff(true) >= -1e-4)  # nearest first
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        SongFilter(genre="Jazz"),
+        SongFilter(exclude_artist=3),
+        SongFilter(near=Near(latitude=10.0, longitude=20.0, radius_km=1_500.0)),
+        SongFilter(genre="Folk", near=Near(latitude=0.0, longitude=0.0, radius_km=3_000.0)),
+    ],
+    ids=["genre", "other-artists", "near", "genre-and-near"],
+)
+@pytest.mark.parametrize("exact_below", [0, 20_000], ids=["approximate", "exact-subset"])
+def test_filters_hold_with_every_kind(approximate, songs, where, exact_below):
+    """Every song returned passes; k come back whenever k pass; recall stays high."""
+    rows, vectors, queries = songs
+    allowed = allowed_by(rows, where)
+    expected = brute_force(vectors, queries, K, allowed)
+    spec = IndexSpec(kind=approximate.kind, exact_below=exact_below)  # a search-time knob
+    index = SongIndex.from_embeddings(rows, vectors, spec, faiss_index=approximate.faiss_index)
+    found = rows_of(index.search(queries, k=K, where=where), rows)
+    assert all(allowed[r] for hits in found for r in hits)
+    assert [len(hits) for hits in found] == [min(K, int(allowed.sum()))] * len(queries)
+    assert recall(found, expected) >= (1.0 if int(allowed.sum()) <= exact_below else 0.85)
+
+
+def test_a_filter_passing_fewer_than_k_songs_returns_exactly_those(approximate, songs):
+    rows, vectors, queries = songs
+    near = Near(latitude=float(rows.latitudes[0]), longitude=float(rows.longitudes[0]), radius_km=1)
+    allowed = allowed_by(rows, SongFilter(near=near))
+    hits = approximate.search(queries[:3], k=K, where=SongFilter(near=near))
+    assert [{n.song_id for n in h} for h in hits] == [set(rows.ids[allowed])] * 3
+
+
+def test_exclude_song_removes_only_that_song(approximate, songs):
+    rows, vectors, _ = songs
+    song = int(rows.ids[42])
+    hits = approximate.search(vectors[42], k=K, exclude_song=song)[0]
+    assert song not in {n.song_id for n in hits} and len(hits) == K
+
+
+def test_songs_added_at_run_time_are_found(approximate, songs):
+    rows, vectors, _ = songs
+    copy = faiss.clone_index(approximate.faiss_index)  # the shared one stays as built
+    index = SongIndex.from_embeddings(rows, vectors, approximate.spec, faiss_index=copy)
+    new = np.full((1, DIM), 40.0, dtype=np.float32)  # far from every cluster
+    extra = SongRows(np.array([10**9]), np.array([1]), np.array(["Pop"], dtype=object),
+                     np.array([0.0]), np.array([0.0]))  # fmt: skip
+    assert index.add(extra, new) == 1
+    assert index.search(new, k=1)[0][0].song_id == 10**9
+    assert index.embedding_of(10**9) == pytest.approx(new[0])
+
+
+def test_training_kinds_fall_back_when_there_is_too_little_data():
+    assert effective_kind(IndexSpec(kind="ivfpq"), 500) == "ivf"
+    assert effective_kind(IndexSpec(kind="ivf"), 0) == "flat"
+    assert effective_kind(IndexSpec(kind="hnsw"), 0) == "hnsw"
+    empty = SongIndex(dim=8, spec=IndexSpec(kind="ivf"))
+    assert empty.kind == "flat" and empty.search(np.zeros(8), k=3) == [[]]
+
+
+def test_pq_padding_keeps_dimensions_a_multiple_of_eight():
+    assert [padded_dim(d) for d in (518, 520, 30, 1)] == [520, 520, 32, 8]
+
+
+def test_bad_specs_are_refused():
+    with pytest.raises(ValueError, match="index kind"):
+        IndexSpec(kind="annoy")
+    with pytest.raises(ValueError, match="at least 1"):
+        IndexSpec(kind="hnsw", hnsw_ef_search=0)
