@@ -8,7 +8,7 @@ sqrt(n) lists, trained on up to 64 vectors per list, and PQ codes of one byte pe
 
     >>> spec = IndexSpec(kind="hnsw")
     >>> index = build_faiss_index(spec, embeddings)       # trained (if needed) and filled
-    >>> index.search(queries, k, params=search_parameters(spec, k, selector=None))
+    >>> index.search(queries, k, params=search_parameters(spec, index, k, selector=None))
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class IndexSpec:
     hnsw_m: int = 32  # graph degree: memory and recall grow with it
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128  # candidate list per query: recall vs latency
-    ivf_nlist: int = 0  # inverted lists; 0 picks about 4 * sqrt(n) at build time
+    ivf_nlist: int = 0  # inverted lists; 0 picks about sqrt(n) at build time
     ivf_nprobe: int = 32  # lists visited per query: recall vs latency
     pq_refine: int = 10  # IVF-PQ: re-rank k * pq_refine candidates with exact distances
     exact_below: int = 20_000  # a filter passing fewer songs is searched exactly
@@ -59,7 +59,7 @@ class IndexSpec:
 
 def nlist_for(spec: IndexSpec, n: int) -> int:
     """The number of inverted lists for n vectors (never more than n)."""
-    wanted = spec.ivf_nlist or int(round(4 * math.sqrt(max(n, 1))))
+    wanted = spec.ivf_nlist or int(round(math.sqrt(max(n, 1))))
     return max(1, min(wanted, n))
 
 

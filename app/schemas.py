@@ -182,4 +182,5 @@ class ModelInfo(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok"]
     songs_indexed: int
+    index_kind: Literal["flat", "hnsw", "ivf", "ivfpq"]  # as built: IVF kinds may fall back
     model: ModelInfo

@@ -10,6 +10,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=HealthOut)
 def read_health(index: IndexDep, bundle: BundleDep) -> HealthOut:
-    """Liveness, the number of songs indexed and the model served."""
+    """Liveness, the number of songs indexed, the index kind built and the model served."""
     model = ModelInfo(name=bundle.name, manifest_sha256=bundle.manifest_sha256)
-    return HealthOut(status="ok", songs_indexed=len(index), model=model)
+    return HealthOut(status="ok", songs_indexed=len(index), index_kind=index.kind, model=model)

@@ -3,9 +3,11 @@
 import faiss
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from app.index import Near, SongFilter, SongIndex, SongRows, haversine_km
 from app.index_kinds import IndexSpec, effective_kind, padded_dim
+from app.main import create_app
 
 N_SONGS, DIM, K = 12_000, 30, 10  # 12,000 >= the IVF-PQ training minimum; 30 pads to 32
 GENRES = np.array(["Rock", "Jazz", "Folk", "Pop"], dtype=object)
@@ -161,3 +163,16 @@ def test_bad_specs_are_refused():
         IndexSpec(kind="annoy")
     with pytest.raises(ValueError, match="at least 1"):
         IndexSpec(kind="hnsw", hnsw_ef_search=0)
+
+
+@pytest.mark.parametrize(("kind", "built"), [("hnsw", "hnsw"), ("ivfpq", "ivf")])
+def test_the_service_serves_the_configured_kind_with_filters(settings, catalogue, kind, built):
+    """1,500 songs: too few to train PQ codebooks, so ivfpq is built as ivf and says so."""
+    with TestClient(create_app(settings.model_copy(update={"index_kind": kind}))) as client:
+        assert client.get("/health").json()["index_kind"] == built
+        song = int(catalogue.track_ids[0])
+        genre = catalogue.tracks["genre"].dropna().iloc[0]
+        passing = set(catalogue.tracks.index[catalogue.tracks["genre"] == genre])
+        answer = client.get(f"/songs/{song}/similar", params={"k": 10, "genre": genre})
+        found = [r["id"] for r in answer.json()["results"]]
+        assert len(found) == min(10, len(passing - {song})) and set(found) <= passing - {song}

@@ -18,6 +18,7 @@ def test_health_reports_songs_and_model(client, catalogue, bundle):
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["songs_indexed"] == len(catalogue.tracks)
+    assert body["index_kind"] == "flat"  # the default
     assert body["model"]["manifest_sha256"] == bundle.manifest_sha256
 
 
