@@ -293,9 +293,10 @@ def _resolve_artist(session: Session, new: NewSong) -> Artist:
 # --- start-up ---------------------------------------------------------------------------
 
 
-def build_index(session: Session, embed: Callable[[np.ndarray], np.ndarray], dim: int) -> SongIndex:
-    """Embed every stored song and index it by song id."""
-    index = SongIndex(dim=dim)
+def build_index(
+    session: Session, embed: Callable[[np.ndarray], np.ndarray], index: SongIndex
+) -> SongIndex:
+    """Embed every stored song and add it to `index` (from app.index_backend.open_index)."""
     index_songs_after(session, index, embed, after_id=0)
     return index
 

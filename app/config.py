@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,3 +42,26 @@ class Settings(BaseSettings):
     max_evaluate_songs: int = Field(
         50_000, ge=2, description="Most songs a caller may post to /evaluate"
     )
+    index_backend: Literal["faiss", "milvus"] = Field(
+        "faiss", description="Vector index: FAISS in this process, or a Milvus collection"
+    )
+    milvus_uri: str = Field(
+        "data/milvus.db",
+        description="Milvus Lite file (path ending in .db) or a Milvus server URL",
+    )
+    milvus_token: str | None = Field(None, description="Milvus credentials, 'user:password'")
+    milvus_collection: str = Field(
+        "musicsim_songs",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Collection name prefix; the model's manifest hash is appended",
+    )
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri_is_a_lite_file_or_a_url(cls, uri: str) -> str:
+        if "://" in uri or uri.endswith(".db"):
+            return uri
+        raise ValueError(
+            f"expected a Milvus Lite file ending in .db or a URL such as "
+            f"http://milvus:19530, got {uri!r}"
+        )

@@ -17,6 +17,7 @@ from app.catalogue import build_index
 from app.config import Settings
 from app.db import open_database
 from app.index import SongIndex
+from app.index_backend import close_index, open_index
 from app.sync import CatalogueFollower
 from training.artefacts import Bundle, load_bundle
 
@@ -35,6 +36,7 @@ class Service:
     def close(self) -> None:
         self.follower.stop()
         self.engine.dispose()
+        close_index(self.index)
 
 
 def open_service(settings: Settings) -> Service:
@@ -44,7 +46,10 @@ def open_service(settings: Settings) -> Service:
     engine = open_database(settings.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
-        index = build_index(session, bundle.embed, bundle.model.config.width)
+        empty = open_index(
+            settings, dim=bundle.model.config.width, model_sha256=bundle.manifest_sha256
+        )
+        index = build_index(session, bundle.embed, empty)
     watermark = index.largest_id()
     log.info(
         "indexed %d songs with model %s (manifest %s) in %.2f s",
