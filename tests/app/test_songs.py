@@ -14,6 +14,7 @@ from app.main import create_app
 from training.artefacts import BundleError
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_health_reports_songs_and_model(client, catalogue, bundle):
     body = client.get("/health").json()
     assert body["status"] == "ok"
@@ -40,6 +41,7 @@ def new_song(catalogue, **overrides):
     return {"title": "Brand new", "artist": "Nobody Yet", "features": features, **overrides}
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_an_added_song_is_found_and_survives_a_restart(client, catalogue, settings):
     response = client.post(
         "/songs", json=new_song(catalogue, genre=catalogue.tracks["genre"].dropna().iloc[0])
@@ -67,6 +69,7 @@ def test_an_artist_name_is_reused_and_an_id_must_exist(client, catalogue):
     assert response.status_code == 422 and "artist 987654321 does not exist" in response.text
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_a_new_artist_can_bring_a_location(client, catalogue):
     body = new_song(
         catalogue, artist="Local Band", latitude=48.85, longitude=2.35, location="Paris"
