@@ -69,7 +69,9 @@ class MilvusSongIndex:
             self._client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout_s)
             self._open_collection()
         except MilvusException as exc:
-            raise MilvusIndexError(f"Milvus at {uri!r}: {exc.message}") from exc
+            # Milvus Lite refuses a file that another process has open.
+            lite = "" if "://" in uri else " (a Milvus Lite file can be open in one process only)"
+            raise MilvusIndexError(f"Milvus at {uri!r}: {exc.message}{lite}") from exc
 
     def close(self) -> None:
         self._client.close()
