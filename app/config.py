@@ -60,9 +60,32 @@ class Settings(BaseSettings):
         Path("data/index-cache"),
         description="Where embeddings and indexes persist across restarts; empty disables",
     )
+    index_backend: Literal["faiss", "milvus"] = Field(
+        "faiss", description="Vector index: FAISS in this process, or a Milvus collection"
+    )
+    milvus_uri: str = Field(
+        "data/milvus.db",
+        description="Milvus Lite file (path ending in .db) or a Milvus server URL",
+    )
+    milvus_token: str | None = Field(None, description="Milvus credentials, 'user:password'")
+    milvus_collection: str = Field(
+        "musicsim_songs",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Collection name prefix; the model's manifest hash is appended",
+    )
 
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):
         # MUSICSIM_INDEX_CACHE_DIR= (empty) turns persistence off rather than meaning "."
         return None if value == "" else value
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri_is_a_lite_file_or_a_url(cls, uri: str) -> str:
+        if "://" in uri or uri.endswith(".db"):
+            return uri
+        raise ValueError(
+            f"expected a Milvus Lite file ending in .db or a URL such as "
+            f"http://milvus:19530, got {uri!r}"
+        )

@@ -182,5 +182,6 @@ class ModelInfo(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok"]
     songs_indexed: int
-    index_kind: Literal["flat", "hnsw", "ivf", "ivfpq"]  # as built: IVF kinds may fall back
+    # As built (IVF kinds may fall back to simpler ones); "milvus" on the Milvus backend.
+    index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "milvus"]
     model: ModelInfo

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.catalogue import build_index
 from app.config import Settings
 from app.db import open_database
-from app.embedding_cache import EmbeddingCache
 from app.index import SongIndex
-from app.index_kinds import IndexSpec
+from app.index_backend import close_index, open_index
 from app.sync import CatalogueFollower
 from training.artefacts import Bundle, load_bundle
 
@@ -37,6 +35,7 @@ class Service:
     def close(self) -> None:
         self.follower.stop()
         self.engine.dispose()
+        close_index(self.index)
 
 
 def open_service(settings: Settings) -> Service:
@@ -46,14 +45,7 @@ def open_service(settings: Settings) -> Service:
     engine = open_database(settings.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
-        index = build_index(
-            session,
-            bundle.embed,
-            bundle.model.config.width,
-            spec=index_spec(settings),
-            cache=EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None,
-            model_sha256=bundle.manifest_sha256,
-        )
+        index = open_index(session, settings, bundle)
     watermark = index.largest_id()
     log.info(
         "indexed %d songs (%s index) with model %s (manifest %s) in %.2f s",
@@ -70,16 +62,3 @@ def open_service(settings: Settings) -> Service:
     )
     follower.start()
     return Service(settings, engine, sessions, bundle, index, follower)
-
-
-def index_spec(settings: Settings) -> IndexSpec:
-    return IndexSpec(
-        kind=settings.index_kind,
-        hnsw_m=settings.index_hnsw_m,
-        hnsw_ef_construction=settings.index_hnsw_ef_construction,
-        hnsw_ef_search=settings.index_hnsw_ef_search,
-        ivf_nlist=settings.index_ivf_nlist,
-        ivf_nprobe=settings.index_ivf_nprobe,
-        pq_refine=settings.index_pq_refine,
-        exact_below=settings.index_exact_below,
-    )

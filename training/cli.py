@@ -9,6 +9,7 @@ musicsim paper --data data/demo --out models/paper
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.table import Table
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
 from training.evaluate import SpaceScore
-from training.extraction import extract_catalogue, find_audio_files
+from training.extraction import ClusterError, extract_catalogue, find_audio_files
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
 from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
@@ -213,12 +214,21 @@ def extract(
         list[Path], typer.Argument(help="Audio files or folders (searched recursively)")
     ],
     out: Annotated[Path, typer.Option(help="Folder for features.csv, tracks.csv, genres.csv")],
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes of the local Dask cluster [default: cores]"),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="An existing Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786"),
+    ] = None,
     whole_file: Annotated[
         bool, typer.Option("--whole-file", help="Analyse whole files, not the middle 30 s")
     ] = False,
 ) -> None:
     """Extract FMA's 518 features from audio files into an FMA-format folder."""
+    if jobs is not None and scheduler is not None:
+        raise fail("--jobs sizes the local cluster; with --scheduler the cluster's workers run")
     try:
         files = find_audio_files(paths=paths)
     except (FileNotFoundError, ValueError) as exc:
@@ -236,13 +246,17 @@ def extract(
             report = extract_catalogue(
                 paths=files,
                 out_dir=out,
-                jobs=jobs,
+                jobs=jobs or os.cpu_count() or 1,
+                scheduler=scheduler,
                 excerpt_seconds=None if whole_file else EXCERPT_SECONDS,
                 on_file=on_file,
             )
-        except ValueError as exc:
+        except (ValueError, ClusterError) as exc:
             raise fail(str(exc)) from exc
-    console.print(f"wrote {report.written} tracks to {out}; skipped {len(report.skipped)}")
+    console.print(
+        f"wrote {report.written} tracks to {out} ({report.reused} done by an earlier run); "
+        f"skipped {len(report.skipped)}"
+    )
     if report.skipped:
         raise typer.Exit(code=1)
 

@@ -1,9 +1,10 @@
 """Audio files -> an FMA-format folder (features.csv, tracks.csv, genres.csv).
 
-The batch job behind `musicsim extract PATH... --out DIR [--jobs N]`: folders are
-searched recursively for audio files, each file's middle 30 s is analysed by
-FMA's recipe (training.audio) in parallel, and the results are written in FMA's
-layout, so every musicsim command that reads FMA's metadata reads them too:
+The batch job behind `musicsim extract PATH... --out DIR [--jobs N | --scheduler ADDRESS]`:
+folders are searched recursively for audio files, each file's middle 30 s is
+analysed by FMA's recipe (training.audio) on a Dask cluster, and the results are
+written in FMA's layout, so every musicsim command that reads FMA's metadata
+reads them too:
 
     >>> from training.extraction import extract_catalogue
     >>> report = extract_catalogue(
@@ -12,6 +13,14 @@ layout, so every musicsim command that reads FMA's metadata reads them too:
     ... )
     >>> report.written, report.skipped       # files that could not be decoded: (path, reason)
     >>> load_catalogue(data_dir=Path("data/mine"))
+
+The cluster is a local one of `jobs` worker processes (one thread each), or an
+existing cluster reached at `scheduler` (tcp://host:port), whose workers must
+see the files at the same paths; jobs=1 without a scheduler runs in this process.
+Each file's outcome is appended to a journal under out_dir/.musicsim-extract/ as
+it finishes (training.extraction_store), so a killed job keeps what it finished,
+a re-run analyses only files not done yet, and a worker that dies loses only the
+files it was analysing (reported as skipped; a re-run retries them).
 
 Track ids are 1..n over the extracted files in input order (folders expanded in
 sorted order); a file that cannot be decoded is skipped and reported, not fatal.
@@ -22,9 +31,8 @@ and the artist "unknown". Existing files of the same names in out_dir are replac
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,37 +43,40 @@ import pandas as pd
 import soundfile as sf
 
 from training.audio import AUDIO_EXTENSIONS, AudioError, features_from_file
+from training.extraction_store import AnalysedTrack, Outcome, ResultStore, file_key
 from training.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
 from training.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
 
 UNKNOWN_ARTIST = "unknown"
+STORE_FOLDER = ".musicsim-extract"
 # File names often carry "Artist - Title"; the underscore form comes from tools
 # that replace spaces (FMA's own downloads are named like that).
 _NAME_SEPARATORS = (" - ", "_-_")
 # (tag in mutagen's easy interface, ID3 frame for WAV/AIFF, whose tags are plain ID3)
 _TAGS = {"title": "TIT2", "artist": "TPE1", "album": "TALB"}
+_CONNECT_TIMEOUT = "5s"
 
 OnFile = Callable[[Path, str | None], None]
 
 
+class ClusterError(RuntimeError):
+    """The Dask scheduler cannot be reached; the message names it."""
+
+
 @dataclass(frozen=True)
 class ExtractionReport:
-    """What extract_catalogue wrote: tracks written, and files skipped with the reason."""
+    """Tracks written, files skipped with the reason, and how many came from an earlier run."""
 
     written: int
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    reused: int = 0
 
 
 @dataclass(frozen=True)
-class _Track:
-    """One analysed file: its features (518,) float32 and what tracks.csv says of it."""
+class _Lost:
+    """A file whose worker died while analysing it: reported, not stored, retried next run."""
 
-    path: Path
-    features: np.ndarray
-    title: str
-    artist: str
-    album: str | None
-    duration: float  # seconds, the whole file
+    reason: str
 
 
 def extract_catalogue(
@@ -73,32 +84,55 @@ def extract_catalogue(
     paths: list[Path],
     out_dir: Path,
     jobs: int = 1,
+    scheduler: str | None = None,
     excerpt_seconds: float | None = 30.0,
     on_file: OnFile | None = None,
 ) -> ExtractionReport:
     """Analyse the audio files under `paths` and write an FMA-format folder to out_dir.
 
-    jobs: worker processes (1 runs in this process). on_file(path, reason) is
-    called in this process as each file finishes, reason None on success. When no
-    file could be analysed, nothing is written (report.written == 0). Raises
-    FileNotFoundError for a path that does not exist and ValueError when the paths
-    hold no audio file, before any work starts.
+    jobs: worker processes of the local cluster (1 runs in this process); scheduler:
+    the address of an existing Dask cluster instead. on_file(path, reason) is called
+    in this process as each file finishes (or is found done by an earlier run),
+    reason None on success. When no file could be analysed, nothing is written
+    (report.written == 0). Raises FileNotFoundError for a path that does not exist
+    and ValueError when the paths hold no audio file, before any work starts;
+    ClusterError when the scheduler cannot be reached.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     files = find_audio_files(paths=paths)
     if not files:
         raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {paths}")
-    results: dict[int, _Track | str] = {}
-    for index, outcome in _run(files, jobs=jobs, excerpt_seconds=excerpt_seconds):
-        results[index] = outcome
-        if on_file is not None:
-            on_file(files[index], None if isinstance(outcome, _Track) else outcome)
-    tracks = [r for _, r in sorted(results.items()) if isinstance(r, _Track)]
-    skipped = [(files[i], r) for i, r in sorted(results.items()) if isinstance(r, str)]
+    store = ResultStore(Path(out_dir) / STORE_FOLDER)
+    keys = [file_key(path, excerpt_seconds=excerpt_seconds) for path in files]
+    results: dict[int, Outcome | _Lost] = {}
+    todo = [i for i, key in enumerate(keys) if key not in store]
+    for i in sorted(set(range(len(files))) - set(todo)):
+        results[i] = store[keys[i]]
+        _report(on_file, files[i], results[i])
+    pending = [files[i] for i in todo]
+    for n, outcome in _run(
+        pending, jobs=jobs, scheduler=scheduler, excerpt_seconds=excerpt_seconds
+    ):
+        if not isinstance(outcome, _Lost):
+            store.append(keys[todo[n]], outcome)  # durable before it is reported
+        results[todo[n]] = outcome
+        _report(on_file, files[todo[n]], outcome)
+    tracks = [r for _, r in sorted(results.items()) if isinstance(r, AnalysedTrack)]
+    skipped = [
+        (files[i], r.reason if isinstance(r, _Lost) else r)
+        for i, r in sorted(results.items())
+        if not isinstance(r, AnalysedTrack)
+    ]
     if tracks:  # an empty catalogue would only replace a good one with nothing usable
         write_catalogue(tracks=tracks, out_dir=Path(out_dir))
-    return ExtractionReport(written=len(tracks), skipped=skipped)
+    return ExtractionReport(written=len(tracks), skipped=skipped, reused=len(files) - len(todo))
+
+
+def _report(on_file: OnFile | None, path: Path, outcome: Outcome | _Lost) -> None:
+    if on_file is not None:
+        reason = None if isinstance(outcome, AnalysedTrack) else outcome
+        on_file(path, reason.reason if isinstance(reason, _Lost) else reason)
 
 
 def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
@@ -130,31 +164,66 @@ def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
 
 
 def _run(
-    files: list[Path], *, jobs: int, excerpt_seconds: float | None
-) -> Iterator[tuple[int, _Track | str]]:
-    """(index into files, _Track or the reason it was skipped), in completion order."""
-    if jobs == 1:
+    files: list[Path], *, jobs: int, scheduler: str | None, excerpt_seconds: float | None
+) -> Iterator[tuple[int, Outcome | _Lost]]:
+    """(index into files, outcome), in completion order."""
+    if not files:
+        return
+    if jobs == 1 and scheduler is None:
         for index, path in enumerate(files):
             yield index, _analyse(path, excerpt_seconds=excerpt_seconds)
         return
-    # spawn, not fork: forking a process that already runs threads (torch, BLAS,
-    # a web server) can deadlock the children.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    # Imported here: dask is needed only by jobs that use a cluster.
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    with _dask_client(jobs=jobs, scheduler=scheduler) as client:
         futures = {
-            pool.submit(_analyse, path, excerpt_seconds=excerpt_seconds): index
+            client.submit(_analyse, path, excerpt_seconds=excerpt_seconds, pure=False): index
             for index, path in enumerate(files)
         }
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            for future in as_completed(futures, loop=client.loop):
+                index = futures.pop(future)
+                try:
+                    outcome: Outcome | _Lost = future.result()
+                except KilledWorker as exc:
+                    outcome = _Lost(f"the worker analysing it died ({exc})")
+                del future  # the last reference: the cluster may now forget the result
+                yield index, outcome
         except BaseException:
             # A bug in a worker (or Ctrl-C) should stop the job now, not after the queue.
-            pool.shutdown(wait=False, cancel_futures=True)
+            client.cancel(list(futures))
             raise
 
 
-def _analyse(path: Path, *, excerpt_seconds: float | None) -> _Track | str:
+@contextmanager
+def _dask_client(*, jobs: int, scheduler: str | None):
+    """A client of the cluster at `scheduler`, or of a local cluster started for this job."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=_CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, ValueError) as exc:  # refused, timed out, or not an address
+            raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        with client:
+            yield client
+        return
+    # One queued file per worker at a time: a worker that dies then loses only the
+    # file it was analysing. No dashboard: its fixed port may be taken.
+    with (
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+        LocalCluster(
+            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def _analyse(path: Path, *, excerpt_seconds: float | None) -> Outcome:
     """One file's track, or why it was skipped. Runs in a worker process."""
     try:
         features = features_from_file(path, excerpt_seconds=excerpt_seconds)
@@ -165,7 +234,7 @@ def _analyse(path: Path, *, excerpt_seconds: float | None) -> _Track | str:
         return str(exc)
     tags = read_tags(path)
     file_artist, file_title = names_from_file_name(path.stem)
-    return _Track(
+    return AnalysedTrack(
         path=path,
         features=features,
         title=tags.get("title") or file_title,
@@ -212,7 +281,7 @@ def names_from_file_name(stem: str) -> tuple[str | None, str]:
 # --- writing the FMA-format folder ----------------------------------------------------
 
 
-def write_catalogue(*, tracks: list[_Track], out_dir: Path) -> None:
+def write_catalogue(*, tracks: list[AnalysedTrack], out_dir: Path) -> None:
     """features.csv, tracks.csv and genres.csv in FMA's layout; track ids 1..n."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index = pd.Index(np.arange(1, len(tracks) + 1), name=INDEX_NAME)
@@ -221,7 +290,7 @@ def write_catalogue(*, tracks: list[_Track], out_dir: Path) -> None:
     _genres_table().to_csv(out_dir / GENRES_FILE, index=False)
 
 
-def _features_table(tracks: list[_Track], index: pd.Index) -> pd.DataFrame:
+def _features_table(tracks: list[AnalysedTrack], index: pd.Index) -> pd.DataFrame:
     values = (
         np.stack([t.features for t in tracks]) if tracks else np.empty((0, N_FEATURES), np.float32)
     )
@@ -229,7 +298,7 @@ def _features_table(tracks: list[_Track], index: pd.Index) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=columns)
 
 
-def _tracks_table(tracks: list[_Track], index: pd.Index) -> pd.DataFrame:
+def _tracks_table(tracks: list[AnalysedTrack], index: pd.Index) -> pd.DataFrame:
     """FMA's (group, field) columns, sorted like FMA's; album fields empty without a tag."""
     artist_ids = _ids_by_first_appearance([t.artist for t in tracks])
     album_keys = [(t.artist, t.album) if t.album else None for t in tracks]

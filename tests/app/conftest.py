@@ -1,5 +1,6 @@
 """App fixtures: a small trained bundle, a database imported from the small catalogue."""
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,31 @@ def bundle(bundle_dir):
 
 
 @pytest.fixture
-def settings(tmp_path, bundle_dir, catalogue) -> Settings:
+def index_backend() -> str:
+    """FAISS by default; modules that exercise the index override this with both backends."""
+    return "faiss"
+
+
+@pytest.fixture(scope="module")
+def milvus_lite_uri(tmp_path_factory) -> str:
+    """A Milvus Lite file per test module: the real engine, started by the first client."""
+    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+
+
+@pytest.fixture
+def index_settings(request, index_backend) -> dict:
+    """Settings for the chosen backend; on Milvus, a collection of this test's own."""
+    if index_backend == "faiss":
+        return {"index_backend": "faiss"}
+    return {
+        "index_backend": "milvus",
+        "milvus_uri": request.getfixturevalue("milvus_lite_uri"),
+        "milvus_collection": f"test_{uuid.uuid4().hex}",
+    }
+
+
+@pytest.fixture
+def settings(tmp_path, bundle_dir, catalogue, index_settings) -> Settings:
     """A fresh SQLite database holding the small catalogue."""
     url = f"sqlite:///{tmp_path / 'musicsim.db'}"
     engine = open_database(url)
@@ -43,6 +68,7 @@ def settings(tmp_path, bundle_dir, catalogue) -> Settings:
         database_url=url,
         index_cache_dir=tmp_path / "index-cache",
         _env_file=None,
+        **index_settings,
     )
 
 

@@ -1,5 +1,6 @@
 """API keys for writes (and optionally reads), CORS, and two processes on one database."""
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -36,6 +37,7 @@ def test_cors_is_off_unless_origins_are_configured(settings):
         assert response.headers["access-control-allow-origin"] == "https://example.org"
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_a_song_added_through_one_process_is_served_by_another(settings, catalogue):
     with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
         song = one.post("/songs", json=song_body(catalogue)).json()["id"]

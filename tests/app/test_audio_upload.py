@@ -24,6 +24,7 @@ def test_an_uploaded_clip_gets_neighbours(client):
     assert distances == sorted(distances)
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_an_added_upload_is_then_served_by_similar(client):
     response = upload(
         client, CLIP.read_bytes(), k=3, add="true", title="Vibe Ace", artist="Kevin MacLeod"

@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(params=["faiss", "milvus"])
+def index_backend(request) -> str:
+    """Every test here runs on both index backends (Milvus on Milvus Lite)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def embedded(catalogue, bundle):
     """Brute-force reference: every catalogue song's embedding, by track id."""

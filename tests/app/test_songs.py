@@ -14,11 +14,12 @@ from app.main import create_app
 from training.artefacts import BundleError
 
 
-def test_health_reports_songs_and_model(client, catalogue, bundle):
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
+def test_health_reports_songs_and_model(client, catalogue, bundle, index_backend):
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["songs_indexed"] == len(catalogue.tracks)
-    assert body["index_kind"] == "flat"  # the default
+    assert body["index_kind"] == {"faiss": "flat", "milvus": "milvus"}[index_backend]
     assert body["model"]["manifest_sha256"] == bundle.manifest_sha256
 
 
@@ -41,6 +42,7 @@ def new_song(catalogue, **overrides):
     return {"title": "Brand new", "artist": "Nobody Yet", "features": features, **overrides}
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_an_added_song_is_found_and_survives_a_restart(client, catalogue, settings):
     response = client.post(
         "/songs", json=new_song(catalogue, genre=catalogue.tracks["genre"].dropna().iloc[0])
@@ -68,6 +70,7 @@ def test_an_artist_name_is_reused_and_an_id_must_exist(client, catalogue):
     assert response.status_code == 422 and "artist 987654321 does not exist" in response.text
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_a_new_artist_can_bring_a_location(client, catalogue):
     body = new_song(
         catalogue, artist="Local Band", latitude=48.85, longitude=2.35, location="Paris"

@@ -311,7 +311,9 @@ def test_extraction_writes_an_fma_folder_and_skips_the_broken_file(audio_dir, an
     cat = load_catalogue(data_dir=out, cache_dir=tmp_path / "cache")
     assert cat.track_ids.tolist() == [1, 2, 3]
     expected = np.stack([analysed[p.name][2] for p in clips])
-    np.testing.assert_array_equal(cat.features, expected)  # %.10e round-trips float32
+    # Dask's workers run BLAS on one thread, which sums in another order than this
+    # process does: the last bits may differ (%.10e itself round-trips float32).
+    np.testing.assert_allclose(cat.features, expected, rtol=1e-4, atol=1e-6)
     tracks = pd.read_csv(out / "tracks.csv", index_col=0, header=[0, 1])
     assert tracks[("track", "title")].tolist() == [
         "Vibe Ace",  # the tag

@@ -1,0 +1,132 @@
+"""musicsim extract on a real local Dask cluster, with the real clips in ../shared/data/audio."""
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from training.extraction import STORE_FOLDER, extract_catalogue
+from training.extraction_store import JOURNAL_NAME
+from training.fma import load_catalogue
+
+AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
+CLIPS = sorted(AUDIO.glob("*.ogg"))
+
+pytestmark = pytest.mark.skipif(len(CLIPS) < 4, reason=f"real clips not found in {AUDIO}")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded workers; a task whose worker dies fails at once (no retry)."""
+    settings = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with (
+        dask.config.set(settings),
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield cluster.scheduler_address, client
+
+
+def journal_paths(out: Path) -> list[str]:
+    lines = (out / STORE_FOLDER / JOURNAL_NAME).read_text().splitlines()
+    return [json.loads(line)["key"][0] for line in lines]
+
+
+def test_results_stream_to_disk_and_a_rerun_analyses_nothing_again(cluster, tmp_path):
+    address, _ = cluster
+    clips = CLIPS[:3]
+    out = tmp_path / "out"
+    on_disk_when_reported = []
+
+    def on_file(path, reason):
+        assert reason is None
+        on_disk_when_reported.append(str(path.resolve()) in journal_paths(out))
+
+    first = extract_catalogue(paths=clips, out_dir=out, scheduler=address, on_file=on_file)
+    assert (first.written, first.skipped, first.reused) == (3, [], 0)
+    assert on_disk_when_reported == [True] * 3  # each result was durable before it was reported
+    features = load_catalogue(data_dir=out, cache_dir=tmp_path / "c1").features
+
+    again = extract_catalogue(paths=clips, out_dir=out, scheduler=address)
+    assert (again.written, again.reused) == (3, 3)
+    assert len(journal_paths(out)) == 3  # nothing was analysed twice
+    np.testing.assert_array_equal(
+        load_catalogue(data_dir=out, cache_dir=tmp_path / "c2").features, features
+    )
+
+
+def test_a_changed_file_or_excerpt_is_analysed_again(cluster, tmp_path):
+    address, _ = cluster
+    clip = tmp_path / "clip.ogg"
+    shutil.copy(CLIPS[0], clip)
+    out = tmp_path / "out"
+    extract_catalogue(paths=[clip], out_dir=out, scheduler=address)
+    assert (
+        extract_catalogue(paths=[clip], out_dir=out, scheduler=address, excerpt_seconds=None).reused
+        == 0
+    )
+    os.utime(clip, ns=(1, 1))  # another modification time: another file for the store
+    assert extract_catalogue(paths=[clip], out_dir=out, scheduler=address).reused == 0
+    assert len(journal_paths(out)) == 3
+
+
+def test_a_worker_that_dies_loses_only_its_in_flight_file(cluster, tmp_path):
+    address, client = cluster
+    pids = client.run(os.getpid)
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_a_busy_worker_once(path, reason):
+        if killed:
+            return
+        busy = [worker for worker, keys in client.processing().items() if keys]
+        os.kill(pids[busy[0]], signal.SIGKILL)  # the nanny starts a new worker
+        killed.append(busy[0])
+
+    first = extract_catalogue(
+        paths=CLIPS, out_dir=out, scheduler=address, on_file=kill_a_busy_worker_once
+    )
+    assert killed
+    assert len(first.skipped) == 1 and "worker analysing it died" in first.skipped[0][1]
+    assert first.written == len(CLIPS) - 1
+    assert len(journal_paths(out)) == len(CLIPS) - 1  # every other result was kept
+
+    second = extract_catalogue(paths=CLIPS, out_dir=out, scheduler=address)
+    assert (second.written, second.skipped, second.reused) == (len(CLIPS), [], len(CLIPS) - 1)
+    assert len(journal_paths(out)) == len(CLIPS)  # only the lost file was analysed again
+
+
+def test_a_torn_last_journal_line_is_dropped_and_its_file_redone(tmp_path):
+    out = tmp_path / "out"
+    extract_catalogue(paths=[CLIPS[0]], out_dir=out, jobs=1)
+    journal = out / STORE_FOLDER / JOURNAL_NAME
+    whole = journal.read_text()
+    journal.write_text(whole[: len(whole) // 2])  # a crash in the middle of the write
+    report = extract_catalogue(paths=[CLIPS[0]], out_dir=out, jobs=1)
+    assert (report.written, report.reused) == (1, 0)
+    assert journal.read_text() == whole
+
+
+def test_extract_names_an_unreachable_scheduler(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["extract", str(CLIPS[0]), "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+
+
+def test_extract_refuses_jobs_with_a_scheduler(tmp_path):
+    args = ["extract", str(CLIPS[0]), "--out", str(tmp_path), "--jobs", "2"]
+    result = CliRunner().invoke(cli, [*args, "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2 and "--jobs" in result.output
