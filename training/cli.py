@@ -4,6 +4,7 @@ musicsim demo-data --out data/demo
 musicsim train --data data/demo --triplets random --out models/default
 musicsim evaluate --data data/demo --model models/default --json
 musicsim paper --data data/demo --out models/paper
+musicsim fetch-fma --out data/fma
 """
 
 from __future__ import annotations
@@ -16,13 +17,30 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
 from training.evaluate import SpaceScore
 from training.extraction import extract_catalogue, find_audio_files
+from training.fetch import (
+    FMA_METADATA_SHA1,
+    FMA_METADATA_URL,
+    FetchError,
+    FetchReport,
+    check_sha1,
+    fetch_fma,
+)
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
 from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
@@ -245,6 +263,53 @@ def extract(
     console.print(f"wrote {report.written} tracks to {out}; skipped {len(report.skipped)}")
     if report.skipped:
         raise typer.Exit(code=1)
+
+
+@app.command("fetch-fma")
+def fetch_fma_command(
+    out: Annotated[Path, typer.Option(help="Folder for the zip and the loader's CSV files")],
+    url: Annotated[str, typer.Option(help="Where to download fma_metadata.zip")] = (
+        FMA_METADATA_URL
+    ),
+    sha1: Annotated[str, typer.Option(help="Expected SHA-1 of the zip")] = FMA_METADATA_SHA1,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server")] = 30,
+) -> None:
+    """Download FMA's metadata release (resumable), check its SHA-1, unpack the CSV files."""
+    try:
+        check_sha1(sha1)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    columns = [TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("fma_metadata.zip", total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            report = fetch_fma(
+                out_dir=out,
+                url=url,
+                sha1=sha1,
+                timeout=timeout,
+                on_progress=on_progress,
+                on_note=progress.console.print,
+            )
+        except FetchError as exc:
+            # Not a usage error (2): the network or the file failed; the message says what's kept.
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=1) from exc
+    print_fetch_report(report, out)
+
+
+def print_fetch_report(report: FetchReport, out: Path) -> None:
+    if report.downloaded:
+        console.print(f"verified the SHA-1 of {report.zip_path}")
+    if report.extracted:
+        console.print(f"extracted {', '.join(report.extracted)} into {out}")
+    if report.up_to_date:
+        console.print(f"already up to date in {out}: {', '.join(report.up_to_date)}")
+    console.print(f"ready: musicsim train --data {out} --out models/fma")
 
 
 def main() -> None:
