@@ -43,6 +43,7 @@ from training.fetch import (
 )
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
+from training.report import REPORT_DIR, write_run_report
 from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
 from training.train import TrainConfig, train_on_catalogue
 
@@ -165,6 +166,13 @@ def train(
     save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics)
     print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
     console.print(f"saved bundle to {out}")
+    # After save_bundle, which replaces the folder whole; the bundle's hashes ignore report/.
+    paper_rows = {**PAPER_TABLE1, "model": PAPER_TABLE1[f"triplet-{triplets}"]}
+    report = write_run_report(
+        catalogue, runs={"model": run}, rows=rows, seed=seed, out_dir=out / REPORT_DIR,
+        title=f"musicsim train --triplets {triplets} ({out})", paper=paper_rows,
+    )  # fmt: skip
+    console.print(f"wrote the report with its figures to {report}")
 
 
 @app.command()
@@ -196,7 +204,8 @@ def evaluate(
 def paper(
     data: DataOption,
     out: Annotated[
-        Path | None, typer.Option(help="Folder to save both bundles and table1.json")
+        Path | None,
+        typer.Option(help="Folder to save both bundles, table1.json and report/ (figures)"),
     ] = None,
     epochs: Annotated[int, typer.Option()] = TrainConfig.epochs,
     seed: SeedOption = TrainConfig.seed,
@@ -219,6 +228,11 @@ def paper(
                 run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
             )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
+        report = write_run_report(
+            catalogue, runs=table.runs, rows=table.rows, seed=seed, out_dir=out / REPORT_DIR,
+            title=f"musicsim paper ({data})", paper=PAPER_TABLE1,
+        )  # fmt: skip
+        console.print(f"wrote the report with its figures to {report}")
     if as_json:
         print(json.dumps(table.as_json()))
     else:
