@@ -294,25 +294,31 @@ def fetch_fma_command(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     columns = [TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
-    with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
-        task = progress.add_task("fma_metadata.zip", total=None)
+    progress = Progress(*columns, TimeRemainingColumn(), console=console)
+    tasks = []
 
-        def on_progress(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
+    def on_progress(done: int, total: int | None) -> None:
+        if not tasks:  # shown only once a download starts: a verified zip needs none
+            progress.start()
+            tasks.append(progress.add_task("fma_metadata.zip", total=total))
+        progress.update(tasks[0], completed=done, total=total)
 
-        try:
-            report = fetch_fma(
-                out_dir=out,
-                url=url,
-                sha1=sha1,
-                timeout=timeout,
-                on_progress=on_progress,
-                on_note=progress.console.print,
-            )
-        except FetchError as exc:
-            # Not a usage error (2): the network or the file failed; the message says what's kept.
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=1) from exc
+    try:
+        report = fetch_fma(
+            out_dir=out,
+            url=url,
+            sha1=sha1,
+            timeout=timeout,
+            on_progress=on_progress,
+            on_note=progress.console.print,
+        )
+    except FetchError as exc:
+        # Not a usage error (2): the network or the file failed; the message says what's kept.
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        if tasks:
+            progress.stop()
     print_fetch_report(report, out)
 
 

@@ -15,7 +15,6 @@ import hashlib
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -264,9 +263,10 @@ def _same_content(path: Path, info: zipfile.ZipInfo) -> bool:
 
 
 def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
+    # Not mkstemp: its files are private (0600); the CSVs get the usual permissions.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as out, archive.open(info) as source:
+        with open(tmp, "wb") as out, archive.open(info) as source:
             while chunk := source.read(_CHUNK):
                 out.write(chunk)
         os.replace(tmp, target)
