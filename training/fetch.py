@@ -84,7 +84,10 @@ def fetch_fma(
     sha1 = check_sha1(sha1)
     note = on_note or (lambda _: None)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot use {out_dir} as the download folder ({exc})") from exc
     zip_path = out_dir / ZIP_NAME
     report = FetchReport(zip_path=zip_path, downloaded=False)
     if zip_path.is_file():
@@ -181,8 +184,9 @@ def _stream(response, *, part: Path, start: int, total: int | None, url: str, on
         f.truncate(start)
         f.seek(start)
         while True:
-            try:
+            try:  # a failed write (disk full) stops the download like a failed read
                 chunk = response.read(_CHUNK)
+                f.write(chunk)
             except (OSError, http.client.HTTPException) as exc:
                 f.flush()
                 raise FetchError(
@@ -191,7 +195,6 @@ def _stream(response, *, part: Path, start: int, total: int | None, url: str, on
                 ) from exc
             if not chunk:
                 break
-            f.write(chunk)
             done += len(chunk)
             if on_progress:
                 on_progress(done, total)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -173,8 +174,6 @@ def plot_maps(maps: dict[str, SongMap], path: Path) -> None:
 
 
 def _genre_colours(genres: list[str]) -> dict[str, tuple]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab20"]
     colours = {genre: cmap(i % cmap.N) for i, genre in enumerate(genres)}
     colours[_NO_GENRE] = (0.8, 0.8, 0.8, 1.0)

@@ -260,3 +260,12 @@ def test_a_zip_without_the_loader_files_is_named(tmp_path):
         archive.writestr("fma_metadata/tracks.csv", "x")
     with pytest.raises(FetchError, match="holds no features.csv, genres.csv"):
         extract_needed(path, out_dir=tmp_path)
+
+
+def test_an_out_path_that_is_a_file_is_named(server, tmp_path):
+    served, url = server
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    result, text = fetch(taken, url, "0" * 40)
+    assert result.exit_code == 1 and f"cannot use {taken} as the download folder" in text
+    assert taken.read_text() == "a file, not a folder" and served.ranges == []
