@@ -4,6 +4,7 @@ musicsim demo-data --out data/demo
 musicsim train --data data/demo --triplets random --out models/default
 musicsim evaluate --data data/demo --model models/default --json
 musicsim paper --data data/demo --out models/paper
+musicsim fetch-fma --out data/fma
 """
 
 from __future__ import annotations
@@ -17,15 +18,33 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
 from training.evaluate import SpaceScore
 from training.extraction import ClusterError, extract_catalogue, find_audio_files
+from training.fetch import (
+    FMA_METADATA_SHA1,
+    FMA_METADATA_URL,
+    FetchError,
+    FetchReport,
+    check_sha1,
+    fetch_fma,
+)
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
+from training.report import REPORT_DIR, write_run_report
 from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
 from training.train import TrainConfig, train_on_catalogue
 
@@ -148,6 +167,13 @@ def train(
     save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics)
     print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
     console.print(f"saved bundle to {out}")
+    # After save_bundle, which replaces the folder whole; the bundle's hashes ignore report/.
+    paper_rows = {**PAPER_TABLE1, "model": PAPER_TABLE1[f"triplet-{triplets}"]}
+    report = write_run_report(
+        catalogue, runs={"model": run}, rows=rows, seed=seed, out_dir=out / REPORT_DIR,
+        title=f"musicsim train --triplets {triplets} ({out})", paper=paper_rows,
+    )  # fmt: skip
+    console.print(f"wrote the report with its figures to {report}")
 
 
 @app.command()
@@ -179,7 +205,8 @@ def evaluate(
 def paper(
     data: DataOption,
     out: Annotated[
-        Path | None, typer.Option(help="Folder to save both bundles and table1.json")
+        Path | None,
+        typer.Option(help="Folder to save both bundles, table1.json and report/ (figures)"),
     ] = None,
     epochs: Annotated[int, typer.Option()] = TrainConfig.epochs,
     seed: SeedOption = TrainConfig.seed,
@@ -202,6 +229,11 @@ def paper(
                 run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
             )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
+        report = write_run_report(
+            catalogue, runs=table.runs, rows=table.rows, seed=seed, out_dir=out / REPORT_DIR,
+            title=f"musicsim paper ({data})", paper=PAPER_TABLE1,
+        )  # fmt: skip
+        console.print(f"wrote the report with its figures to {report}")
     if as_json:
         print(json.dumps(table.as_json()))
     else:
@@ -259,6 +291,59 @@ def extract(
     )
     if report.skipped:
         raise typer.Exit(code=1)
+
+
+@app.command("fetch-fma")
+def fetch_fma_command(
+    out: Annotated[Path, typer.Option(help="Folder for the zip and the loader's CSV files")],
+    url: Annotated[str, typer.Option(help="Where to download fma_metadata.zip")] = (
+        FMA_METADATA_URL
+    ),
+    sha1: Annotated[str, typer.Option(help="Expected SHA-1 of the zip")] = FMA_METADATA_SHA1,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server")] = 30,
+) -> None:
+    """Download FMA's metadata release (resumable), check its SHA-1, unpack the CSV files."""
+    try:
+        check_sha1(sha1)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    columns = [TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    progress = Progress(*columns, TimeRemainingColumn(), console=console)
+    tasks = []
+
+    def on_progress(done: int, total: int | None) -> None:
+        if not tasks:  # shown only once a download starts: a verified zip needs none
+            progress.start()
+            tasks.append(progress.add_task("fma_metadata.zip", total=total))
+        progress.update(tasks[0], completed=done, total=total)
+
+    try:
+        report = fetch_fma(
+            out_dir=out,
+            url=url,
+            sha1=sha1,
+            timeout=timeout,
+            on_progress=on_progress,
+            on_note=progress.console.print,
+        )
+    except FetchError as exc:
+        # Not a usage error (2): the network or the file failed; the message says what's kept.
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        if tasks:
+            progress.stop()
+    print_fetch_report(report, out)
+
+
+def print_fetch_report(report: FetchReport, out: Path) -> None:
+    if report.downloaded:
+        console.print(f"verified the SHA-1 of {report.zip_path}")
+    if report.extracted:
+        console.print(f"extracted {', '.join(report.extracted)} into {out}")
+    if report.up_to_date:
+        console.print(f"already up to date in {out}: {', '.join(report.up_to_date)}")
+    console.print(f"ready: musicsim train --data {out} --out models/fma")
 
 
 def main() -> None:
