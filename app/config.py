@@ -41,3 +41,6 @@ class Settings(BaseSettings):
     max_evaluate_songs: int = Field(
         50_000, ge=2, description="Most songs a caller may post to /evaluate"
     )
+    map_points: int = Field(
+        3000, ge=2, le=100_000, description="Most songs drawn on the explorer's 2-D map"
+    )

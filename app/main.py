@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
-from app.routes import audio, evaluate, health, songs
+from app.routes import audio, evaluate, explorer, genres, health, song_map, songs
 from app.schemas import ErrorOut
 from app.service import open_service
+from app.song_map import SongMapCache
 
 # Every error body is {"detail": a sentence, or a list of field errors}.
 ERROR_RESPONSES: dict[int | str, dict] = {
@@ -61,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
     for module in (songs, audio, evaluate):
         app.include_router(module.router, dependencies=guarded)
+    for module in (genres, song_map):
+        app.include_router(module.router, dependencies=guarded)
+    app.include_router(explorer.router)  # the page holds no data; it asks for the key
+    app.state.song_map = SongMapCache(max_points=settings.map_points)
     if settings.cors_origins:  # browsers on other origins get nothing unless configured
         app.add_middleware(
             CORSMiddleware,
