@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from training.fma import Catalogue, top_level_genre_ids
 # small enough to stay below SQLite's bound-parameter limit.
 _IMPORT_CHUNK = 2000
 ProgressCallback = Callable[[int], None]
+log = logging.getLogger("musicsim.catalogue")
 
 
 # --- import -----------------------------------------------------------------------------
@@ -304,6 +306,7 @@ def add_and_index(
         longitudes=np.array([np.nan if artist.longitude is None else artist.longitude]),
     )
     index.add(rows, embedding)
+    log.info("stored and indexed cold-start song %d", song.id, extra={"song_id": song.id})
     return song.id
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,4 +44,7 @@ class Settings(BaseSettings):
     )
     map_points: int = Field(
         3000, ge=2, le=100_000, description="Most songs drawn on the explorer's 2-D map"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`musicsim serve` logs: text lines, or one JSON object per line"
     )

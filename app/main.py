@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
-from app.routes import audio, evaluate, explorer, genres, health, song_map, songs
+from app.metrics import RequestMetrics
+from app.observe import ObserveRequests
+from app.routes import audio, evaluate, explorer, genres, health, metrics, song_map, songs
 from app.schemas import ErrorOut
 from app.service import open_service
 from app.song_map import SongMapCache
@@ -62,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
     for module in (songs, audio, evaluate):
         app.include_router(module.router, dependencies=guarded)
-    for module in (genres, song_map):
+    # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.
+    for module in (genres, song_map, metrics):
         app.include_router(module.router, dependencies=guarded)
     app.include_router(explorer.router)  # the page holds no data; it asks for the key
     app.state.song_map = SongMapCache(max_points=settings.map_points)
@@ -79,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Added last, so outermost: ids, access lines and counts cover every answer, 413s too.
+    app.state.metrics = RequestMetrics(service=lambda: getattr(app.state, "service", None))
+    app.add_middleware(ObserveRequests, metrics=app.state.metrics)
     return app
 
 
