@@ -1,7 +1,7 @@
 """Log records carry the id of the request being served; JSON or text lines on stderr.
 
 >>> configure_logging("json")      # musicsim serve, MUSICSIM_LOG_FORMAT=json
-{"time": "2026-11-28T10:00:00.123Z", "level": "INFO", "logger": "musicsim.access",
+{"time": "2026-11-28T10:00:00.123+00:00", "level": "INFO", "logger": "musicsim.access",
  "message": "GET /songs/{song_id}/similar 200 4.1 ms", "request_id": "5f0c...", ...}
 
 The id lives in a context variable set by the request middleware (app/observe.py);
@@ -30,6 +30,7 @@ _STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))
     "asctime",
     "request_id",
     "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
 }
 
 
