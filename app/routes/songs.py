@@ -98,6 +98,8 @@ def list_songs(
     offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Songs to skip")] = 0,
 ) -> SongPage:
     """Songs whose title or artist name contains q (all songs without q), by id, one page."""
+    if q is not None and "\x00" in q:  # PostgreSQL cannot hold NUL in text: no title has one
+        raise HTTPException(422, "q must not contain NUL characters")
     total, songs = search_songs(
         session, contains=(q or "").strip() or None, limit=limit, offset=offset
     )

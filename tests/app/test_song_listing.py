@@ -113,3 +113,17 @@ def test_bad_paging_is_a_422_naming_the_parameter(reader, params, field):
     (error,) = response.json()["detail"]
     assert error["loc"] == ["query", field]
     assert error["msg"]
+
+
+def test_a_nul_character_in_q_is_a_422(reader):
+    response = reader.get("/songs", params={"q": "a\x00b"})
+    assert response.status_code == 422
+    assert "NUL" in response.json()["detail"]
+
+
+def test_a_wrong_method_on_songs_names_both_of_its_methods(reader):
+    # GET /songs (this listing) and POST /songs (an addition) are separate routes
+    response = reader.request("DELETE", "/songs")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert reader.put("/songs/similar").headers["Allow"] == "POST"
