@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from training.fma import Catalogue, top_level_genre_ids
 _IMPORT_CHUNK = 2000
 log = logging.getLogger("musicsim")
 ProgressCallback = Callable[[int], None]
+log = logging.getLogger("musicsim.catalogue")
 
 
 # --- import -----------------------------------------------------------------------------
@@ -196,6 +197,61 @@ def top_level_genres(session: Session) -> dict[str, int]:
     return {title: gid for title, gid in session.execute(query).all()}
 
 
+def search_songs(
+    session: Session, *, contains: str | None, limit: int, offset: int
+) -> tuple[int, list[Song]]:
+    """(how many match, one page of them): title or artist name holds `contains`, any case.
+
+    Ordered by id, so pages are stable. LIKE's wildcards in `contains` match literally.
+    SQLite folds the case of ASCII letters only; PostgreSQL's ILIKE folds all.
+    """
+    where = []
+    if contains:
+        pattern = "%" + _escape_like(contains) + "%"
+        where.append(
+            or_(Song.title.ilike(pattern, escape="\\"), Artist.name.ilike(pattern, escape="\\"))
+        )
+    matching = select(Song.id).join(Artist, Song.artist_id == Artist.id).where(*where)
+    total = session.scalar(select(func.count()).select_from(matching.subquery()))
+    page_ids = session.scalars(matching.order_by(Song.id).limit(limit).offset(offset)).all()
+    songs = read_songs(session, list(page_ids))
+    return int(total or 0), [songs[i] for i in page_ids]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def read_song_ids(session: Session) -> np.ndarray:
+    """Every stored song id, ascending."""
+    return np.asarray(session.scalars(select(Song.id).order_by(Song.id)).all(), dtype=np.int64)
+
+
+def read_features_of(session: Session, ids: np.ndarray) -> np.ndarray:
+    """(len(ids), 518) features of these songs, in the order given; every id must exist."""
+    blobs: dict[int, bytes] = {}
+    for start in range(0, len(ids), _IMPORT_CHUNK):  # bounded IN lists
+        chunk = [int(i) for i in ids[start : start + _IMPORT_CHUNK]]
+        query = select(Song.id, Song.features).where(Song.id.in_(chunk))
+        blobs.update((song_id, blob) for song_id, blob in session.execute(query))
+    return blobs_to_features([blobs[int(i)] for i in ids])
+
+
+def read_song_labels(session: Session, ids: np.ndarray) -> list[tuple[str | None, str, str | None]]:
+    """(title, artist name, genre title) of these songs, in the order given."""
+    labels: dict[int, tuple[str | None, str, str | None]] = {}
+    for start in range(0, len(ids), _IMPORT_CHUNK):
+        chunk = [int(i) for i in ids[start : start + _IMPORT_CHUNK]]
+        query = (
+            select(Song.id, Song.title, Artist.name, Genre.title)
+            .join(Artist, Song.artist_id == Artist.id)
+            .outerjoin(Genre, Song.genre_id == Genre.id)
+            .where(Song.id.in_(chunk))
+        )
+        labels.update((row[0], (row[1], row[2], row[3])) for row in session.execute(query))
+    return [labels[int(i)] for i in ids]
+
+
 # --- adding a cold-start song -----------------------------------------------------------
 
 
@@ -260,6 +316,7 @@ def add_and_index(
         longitudes=np.array([np.nan if artist.longitude is None else artist.longitude]),
     )
     index.add(rows, embedding)
+    log.info("stored and indexed cold-start song %d", song.id, extra={"song_id": song.id})
     return song.id
 
 

@@ -6,7 +6,6 @@ musicsim serve --host 127.0.0.1 --port 8000
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from app.catalogue import CatalogueError, import_catalogue
 from app.config import Settings
 from app.db import open_database
+from app.logs import configure_logging
 from app.main import create_app
 from training.artefacts import BundleError, load_bundle
 from training.cli import DataOption, app, console, fail, read_catalogue
@@ -71,5 +71,6 @@ def serve(
         service = create_app(settings)
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(service, host=host, port=port)
+    configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
+    # uvicorn's own handlers and access log off: ours carry request ids (app/observe.py).
+    uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)

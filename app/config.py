@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="Collection name prefix; the model's manifest hash is appended",
     )
 
+    map_points: int = Field(
+        3000, ge=2, le=100_000, description="Most songs drawn on the explorer's 2-D map"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`musicsim serve` logs: text lines, or one JSON object per line"
+    )
+
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):

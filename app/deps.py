@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.index import SongIndex
 from app.service import Service
+from app.song_map import SongMapCache
 from training.artefacts import Bundle
 
 
@@ -55,3 +56,10 @@ def require_api_key(service: ServiceDep, x_api_key: Annotated[str | None, Header
 
 
 ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]
+
+
+def get_song_map_cache(request: Request) -> SongMapCache:
+    return request.app.state.song_map
+
+
+SongMapCacheDep = Annotated[SongMapCache, Depends(get_song_map_cache)]

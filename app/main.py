@@ -13,13 +13,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
-from app.routes import audio, evaluate, health, songs
+from app.metrics import RequestMetrics
+from app.observe import ObserveRequests
+from app.routes import audio, evaluate, explorer, genres, health, metrics, song_map, songs
 from app.schemas import ErrorOut
 from app.service import open_service
+from app.song_map import SongMapCache
 
 # Every error body is {"detail": a sentence, or a list of field errors}.
 ERROR_RESPONSES: dict[int | str, dict] = {
@@ -61,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
     for module in (songs, audio, evaluate):
         app.include_router(module.router, dependencies=guarded)
+    # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.
+    for module in (genres, song_map, metrics):
+        app.include_router(module.router, dependencies=guarded)
+    app.include_router(explorer.router)  # the page holds no data; it asks for the key
+    app.state.song_map = SongMapCache(max_points=settings.map_points)
     if settings.cors_origins:  # browsers on other origins get nothing unless configured
         app.add_middleware(
             CORSMiddleware,
@@ -69,11 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_middleware(
         BodySizeLimit,
         max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Added last, so outermost: ids, access lines and counts cover every answer, 413s too.
+    app.state.metrics = RequestMetrics(service=lambda: getattr(app.state, "service", None))
+    app.add_middleware(ObserveRequests, metrics=app.state.metrics)
     return app
 
 
@@ -85,3 +98,20 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """A 405 whose Allow header lists every method of the path, not only one route's.
+
+    GET /songs and POST /songs are two routes; the router answers 405 from the first.
+    """
+    allowed = [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    allow = ", ".join(allowed)
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})

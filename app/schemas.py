@@ -185,3 +185,26 @@ class HealthOut(BaseModel):
     # As built (IVF kinds may fall back to simpler ones); "milvus" on the Milvus backend.
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "milvus"]
     model: ModelInfo
+
+
+class SongPage(BaseModel):
+    total: int = Field(description="How many songs match, over all pages")
+    limit: int
+    offset: int
+    items: list[SongOut] = Field(description="This page, in ascending id order")
+
+
+class GenresOut(BaseModel):
+    genres: list[str] = Field(description="Top-level genre titles, sorted")
+
+
+class SongMapOut(BaseModel):
+    """Columns of equal length, one entry per song on the map (compact for thousands)."""
+
+    n_songs: int = Field(description="Songs stored when the map was drawn")
+    ids: list[int]
+    x: list[float] = Field(description="First principal axis of the embeddings")
+    y: list[float] = Field(description="Second principal axis")
+    titles: list[str | None]
+    artists: list[str]
+    genres: list[str | None]

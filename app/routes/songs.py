@@ -13,6 +13,7 @@ from app.catalogue import (
     NewSong,
     add_and_index,
     read_songs,
+    search_songs,
     top_level_genres,
 )
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
@@ -29,10 +30,12 @@ from app.schemas import (
     SimilarSong,
     SongIn,
     SongOut,
+    SongPage,
     parse_near,
 )
 
 router = APIRouter(prefix="/songs", tags=["songs"])
+MAX_PAGE = 100  # songs per page of GET /songs
 SongId = Annotated[int, Path(ge=0, le=MAX_ID, description="Song (FMA track) id")]
 
 
@@ -83,6 +86,24 @@ def get_song(session: Session, song_id: int) -> Song:
     if song is None:
         raise HTTPException(404, f"song {song_id} not found")
     return song
+
+
+@router.get("", response_model=SongPage)
+def list_songs(
+    session: SessionDep,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Part of a title or artist name, any case")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Songs per page")] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Songs to skip")] = 0,
+) -> SongPage:
+    """Songs whose title or artist name contains q (all songs without q), by id, one page."""
+    if q is not None and "\x00" in q:  # PostgreSQL cannot hold NUL in text: no title has one
+        raise HTTPException(422, "q must not contain NUL characters")
+    total, songs = search_songs(
+        session, contains=(q or "").strip() or None, limit=limit, offset=offset
+    )
+    return SongPage(total=total, limit=limit, offset=offset, items=[song_out(s) for s in songs])
 
 
 # ":int" keeps /songs/similar and /songs/audio from matching these routes.

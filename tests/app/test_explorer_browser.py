@@ -1,0 +1,276 @@
+"""The explorer end to end: headless Chromium against `musicsim serve` on loopback.
+
+Debian's /usr/bin/chromium is driven by Playwright (never a downloaded browser;
+scripts/test.sh installs the package when it is missing). The server is the real
+command with JSON logs, over a database holding the small catalogue. What the page
+shows is checked against the API's own answer to the same query. A screenshot is
+left in test-artifacts/explorer.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from app.catalogue import import_catalogue
+from app.db import open_database
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+AUDIO = ROOT.parent / "shared" / "data" / "audio"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_SECONDS = 120.0  # a bound on waiting for /health, not a speed check
+WAIT_MS = 30_000  # a bound on waiting for the page to show an answer
+AUDIO_WAIT_MS = 120_000  # ... and for an uploaded clip to be analysed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, bundle_dir, catalogue):
+    """`musicsim serve` on a free loopback port; yields (url, path of its log)."""
+    workdir = tmp_path_factory.mktemp("explorer")
+    database = workdir / "musicsim.db"
+    engine = open_database(f"sqlite:///{database}")
+    import_catalogue(engine, catalogue)
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICSIM_")}
+    env |= {
+        "MUSICSIM_MODEL_DIR": str(bundle_dir),
+        "MUSICSIM_DATABASE_URL": f"sqlite:///{database}",
+        "MUSICSIM_LOG_FORMAT": "json",
+        "MUSICSIM_MAP_POINTS": "500",
+    }
+    musicsim = Path(sys.executable).parent / "musicsim"
+    for _attempt in range(3):  # another process may take the port before the server binds it
+        port = _free_port()
+        log_path = workdir / f"server-{port}.log"
+        command = [str(musicsim), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        with log_path.open("wb") as log:
+            # cwd is the test's own folder, so no stray .env file is read
+            process = subprocess.Popen(
+                command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + START_SECONDS
+            while process.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                        yield url, log_path
+                        return
+                time.sleep(0.2)
+            log_text = log_path.read_text(errors="replace")
+            if process.poll() is None:
+                pytest.fail(f"the server did not answer /health in {START_SECONDS} s:\n{log_text}")
+            if "address already in use" not in log_text.lower():
+                pytest.fail(f"the server exited with {process.returncode}:\n{log_text}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+    pytest.fail("no free port could be bound in 3 attempts")
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "Debian's chromium is not installed: run `bash scripts/test.sh`, which installs "
+            "it, or `apt-get install -y --no-install-recommends chromium`"
+        )
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data dir
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        context.set_default_timeout(WAIT_MS)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def shown_rows(page: Page) -> list[tuple[int, str, str, str, float]]:
+    """The similar-songs table: (id, title, artist, genre, distance) per row."""
+    return page.eval_on_selector_all(
+        "#similar-results tr[data-song-id]",
+        """rows => rows.map(r => [Number(r.dataset.songId),
+             ...[...r.cells].slice(1, 4).map(c => c.textContent),
+             Number(r.cells[4].dataset.distance)])""",
+    )
+
+
+def wait_for_rows(page: Page, ids: list[int]) -> None:
+    """Wait until the table lists exactly these songs, in this order."""
+    page.wait_for_function(
+        """ids => JSON.stringify([...document.querySelectorAll('#similar-results tr')]
+                 .map(r => Number(r.dataset.songId))) === JSON.stringify(ids)""",
+        arg=ids,
+    )
+
+
+def assert_table_is(page: Page, answer: dict) -> None:
+    expected = [
+        (r["id"], r["title"] or "(untitled)", r["artist"]["name"], r["genre"] or "", r["distance"])
+        for r in answer["results"]
+    ]
+    wait_for_rows(page, [row[0] for row in expected])
+    shown = shown_rows(page)
+    assert [tuple(row[:4]) for row in shown] == [row[:4] for row in expected]
+    assert [row[4] for row in shown] == pytest.approx([row[4] for row in expected], rel=1e-6)
+    texts = page.eval_on_selector_all(
+        "#similar-results td.distance", "cs => cs.map(c => c.textContent)"
+    )
+    assert texts == [f"{r['distance']:.4f}" for r in answer["results"]]
+
+
+def heading(song: dict) -> str:
+    return f"{song['title'] or '(untitled)'} — {song['artist']['name']}"
+
+
+def test_search_click_through_filter_map_and_posted_queries(page, server, catalogue):
+    url, log_path = server
+    api = httpx.Client(base_url=url, timeout=30.0)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{url}/")
+    page.wait_for_selector("#search-results button")  # the first page of all songs
+
+    # search: the list is the API's first page for the same q
+    q = str(catalogue.tracks["title"].dropna().iloc[3]).split()[-1].upper()
+    page.fill("#search", q)
+    page.click("#search-form button")
+    listing = api.get("/songs", params={"q": q, "limit": 20, "offset": 0}).json()
+    assert listing["total"] > 0
+    page.wait_for_function(
+        "text => document.getElementById('search-summary').textContent.endsWith(text)",
+        arg=f"of {listing['total']} songs",
+    )
+    ids = page.eval_on_selector_all(
+        "#search-results button", "bs => bs.map(b => Number(b.dataset.songId))"
+    )
+    assert ids == [song["id"] for song in listing["items"]]
+
+    # open a song: its neighbours as the API gives them
+    first = listing["items"][0]
+    page.click(f'#search-results button[data-song-id="{first["id"]}"]')
+    answer = api.get(f"/songs/{first['id']}/similar", params={"k": 10}).json()
+    assert_table_is(page, answer)
+    assert page.text_content("#query-title") == heading(first)
+
+    # click through to a neighbour: the page and the URL follow
+    neighbour = answer["results"][2]["id"]
+    page.click(f'#similar-results tr[data-song-id="{neighbour}"] button')
+    answer = api.get(f"/songs/{neighbour}/similar", params={"k": 10}).json()
+    assert_table_is(page, answer)
+    assert page.text_content("#query-title") == heading(answer["query"])
+    assert page.url.endswith(f"#song/{neighbour}")
+
+    # filters: other artists only, in one genre
+    genre = next(r["genre"] for r in answer["results"] if r["genre"])
+    page.check("#filter-other-artists")
+    page.select_option("#filter-genre", genre)
+    page.click("#filters button")
+    params = {"k": 10, "exclude_same_artist": "true", "genre": genre}
+    filtered = api.get(f"/songs/{neighbour}/similar", params=params).json()
+    assert_table_is(page, filtered)
+    query_artist = answer["query"]["artist"]["name"]
+    assert all(row[3] == genre and row[2] != query_artist for row in shown_rows(page))
+    assert len(filtered["results"]) == 10
+
+    page.wait_for_function("document.getElementById('map-summary').textContent.includes('500 of')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+    # a bad filter: the API's reason is shown, the table stays
+    page.fill("#filter-near", "95,0")
+    page.fill("#filter-radius", "100")
+    page.click("#filters button")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "off the globe" in page.text_content("#message")
+    assert [row[0] for row in shown_rows(page)] == [r["id"] for r in filtered["results"]]
+
+    # the map: a click on a point opens the song drawn there
+    page.fill("#filter-near", "")
+    page.fill("#filter-radius", "")
+    page.uncheck("#filter-other-artists")
+    page.select_option("#filter-genre", "")
+    page.locator("#map").scroll_into_view_if_needed()
+    song_map = api.get("/songs/map").json()
+    target = song_map["ids"][len(song_map["ids"]) // 2]
+    point = page.evaluate("id => window.musicsimExplorer.mapPointOf(id)", target)
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_function(
+        "() => /^#song\\/\\d+$/.test(location.hash) && "
+        "location.hash !== '#song/" + str(neighbour) + "'"
+    )
+    opened = int(re.fullmatch(r".*#song/(\d+)", page.url).group(1))
+    at = page.evaluate("id => window.musicsimExplorer.mapPointOf(id)", opened)
+    assert (at["x"] - point["x"]) ** 2 + (at["y"] - point["y"]) ** 2 <= 36  # within 6 px
+    assert_table_is(page, api.get(f"/songs/{opened}/similar", params={"k": 10}).json())
+
+    # pasted features: the API's answer for the same vector
+    features = [float(v) for v in catalogue.features[40]]
+    page.fill("#features", ", ".join(repr(v) for v in features))
+    page.click("#features-form button")
+    posted = api.post("/songs/similar", json={"features": features, "k": 10}).json()
+    assert_table_is(page, posted)
+    assert page.text_content("#query-title") == "Pasted features"
+
+    # an uploaded recording: the API's answer for the same file
+    clip = AUDIO / "147793__setuniman__sweet-waltz-0i-22mi.ogg"
+    page.set_input_files("#upload-file", str(clip))
+    page.click("#upload-form button")
+    # Analysing audio takes seconds (more on a busy machine): let the page's request
+    # finish before the API is asked, so that the two do not compete.
+    page.wait_for_function(
+        "name => document.getElementById('query-title').textContent === 'Uploaded: ' + name",
+        arg=clip.name,
+        timeout=AUDIO_WAIT_MS,
+    )
+    with clip.open("rb") as handle:
+        files = {"file": (clip.name, handle, "audio/ogg")}
+        form = {"k": "10"}
+        uploaded = api.post("/songs/audio", files=files, data=form, timeout=120.0).json()
+    assert_table_is(page, uploaded)
+
+    # nothing was fetched from anywhere but this server
+    assert requested and all(r.startswith(f"{url}/") for r in requested), requested
+
+    # the server's log is JSON lines only (uvicorn's included), with an access line per call
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert any(line["logger"] == "uvicorn.error" for line in lines)
+    routes = {(line.get("method"), line.get("route")) for line in lines}
+    assert {("GET", "/"), ("GET", "/songs"), ("GET", "/songs/{song_id}/similar")} <= routes
+    assert {("POST", "/songs/similar"), ("POST", "/songs/audio"), ("GET", "/songs/map")} <= routes
+    assert all(line["request_id"] for line in lines if line["logger"] == "musicsim.access")
