@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,8 @@ from training.fma import Catalogue, top_level_genre_ids
 # Rows per INSERT statement during import: large enough to amortise round trips,
 # small enough to stay below SQLite's bound-parameter limit.
 _IMPORT_CHUNK = 2000
+# Ids per look-up of songs the follower has not indexed yet (same limit).
+_LOOKUP_CHUNK = 2000
 ProgressCallback = Callable[[int], None]
 
 
@@ -136,17 +138,20 @@ def _advance_id_sequences(connection) -> None:
 # --- reading ----------------------------------------------------------------------------
 
 
-def read_index_rows(session: Session, *, after_id: int = 0) -> tuple[SongRows, np.ndarray]:
-    """Filter attributes and (n, 518) features of songs with id > after_id, in id order."""
+def read_index_rows(
+    session: Session, *, ids: np.ndarray | None = None
+) -> tuple[SongRows, np.ndarray]:
+    """Filter attributes and (n, 518) features of all songs, or of those ids, in id order."""
     query = (
         select(
             Song.id, Song.artist_id, Genre.title, Artist.latitude, Artist.longitude, Song.features
         )
         .join(Artist, Song.artist_id == Artist.id)
         .outerjoin(Genre, Song.genre_id == Genre.id)
-        .where(Song.id > after_id)
         .order_by(Song.id)
     )
+    if ids is not None:
+        query = query.where(Song.id.in_([int(i) for i in ids]))
     result = session.execute(query).all()
     columns = list(zip(*result, strict=True)) if result else [[] for _ in range(6)]
     rows = SongRows(
@@ -294,21 +299,34 @@ def _resolve_artist(session: Session, new: NewSong) -> Artist:
 
 
 def build_index(session: Session, embed: Callable[[np.ndarray], np.ndarray], dim: int) -> SongIndex:
-    """Embed every stored song and index it by song id."""
+    """Embed every stored song and index it by song id (one snapshot: equals the database)."""
     index = SongIndex(dim=dim)
-    index_songs_after(session, index, embed, after_id=0)
+    rows, features = read_index_rows(session)
+    if len(rows):
+        index.add(rows, embed(features))
     return index
 
 
-def index_songs_after(
-    session: Session,
-    index: SongIndex,
-    embed: Callable[[np.ndarray], np.ndarray],
-    *,
-    after_id: int,
-) -> tuple[int, int]:
-    """Index stored songs with id > after_id not indexed yet: (how many added, largest id read)."""
-    rows, features = read_index_rows(session, after_id=after_id)
-    if not len(rows):
-        return 0, after_id
-    return index.add(rows, embed(features)), int(rows.ids.max())
+def index_missing_songs(
+    session: Session, index: SongIndex, embed: Callable[[np.ndarray], np.ndarray]
+) -> int:
+    """Index every stored song the index lacks, whatever order their ids committed in.
+
+    Returns how many were added. Songs are never deleted and the index holds only
+    committed songs, so the songs indexed before the count is read are all among
+    those counted: equal numbers mean nothing is missing, and only then is the
+    (cheap) count all this reads. Otherwise every stored id is compared with the
+    index: an id watermark could skip a song whose transaction took its id early
+    and committed late, which PostgreSQL's sequences allow.
+    """
+    indexed_before = len(index)
+    if session.scalar(select(func.count()).select_from(Song)) == indexed_before:
+        return 0
+    stored = np.asarray(session.scalars(select(Song.id)).all(), dtype=np.int64)
+    missing = index.missing(stored)
+    added = 0
+    for start in range(0, len(missing), _LOOKUP_CHUNK):
+        rows, features = read_index_rows(session, ids=missing[start : start + _LOOKUP_CHUNK])
+        if len(rows):
+            added += index.add(rows, embed(features))
+    return added

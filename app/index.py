@@ -163,10 +163,11 @@ class SongIndex:
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
             return int(new.sum())
 
-    def largest_id(self) -> int:
-        """The largest song id indexed (0 when empty)."""
+    def missing(self, song_ids: np.ndarray) -> np.ndarray:
+        """Those of song_ids that are not indexed, in their order."""
+        ids = np.asarray(song_ids, dtype=np.int64)
         with self._lock.reading():
-            return int(self._rows.ids.max()) if len(self._rows) else 0
+            return ids[~np.isin(ids, self._rows.ids)]
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         with self._lock.reading():

@@ -45,7 +45,6 @@ def open_service(settings: Settings) -> Service:
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
         index = build_index(session, bundle.embed, bundle.model.config.width)
-    watermark = index.largest_id()
     log.info(
         "indexed %d songs with model %s (manifest %s) in %.2f s",
         len(index),
@@ -56,7 +55,7 @@ def open_service(settings: Settings) -> Service:
     if settings.api_key is None:
         log.warning("MUSICSIM_API_KEY is not set: anyone can add songs")
     follower = CatalogueFollower(
-        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds, after_id=watermark
+        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds
     )
     follower.start()
     return Service(settings, engine, sessions, bundle, index, follower)

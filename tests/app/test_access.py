@@ -67,3 +67,38 @@ def test_a_process_own_newer_song_does_not_hide_an_older_one_from_another(settin
         assert newer > older
         one.app.state.service.follower.poll_once()
         assert one.get(f"/songs/{older}/similar").status_code == 200
+
+
+def test_a_song_whose_id_commits_after_a_larger_one_is_still_indexed(
+    postgres_url, bundle_dir, catalogue
+):
+    # PostgreSQL hands out a sequence id when a transaction inserts, not when it commits:
+    # here id `early` is taken first and committed last, after the follower saw `later`.
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
+    from app.db import open_database
+    from app.orm import Song, features_to_blob
+
+    settings = Settings(model_dir=bundle_dir, database_url=postgres_url, _env_file=None)
+    engine = open_database(postgres_url)
+    with TestClient(create_app(settings)) as one, Session(engine) as slow_writer:
+        slow = Song(
+            title="Slow commit",
+            artist_id=int(catalogue.artist_ids[0]),
+            features=features_to_blob(catalogue.features[8]),
+            source="cold-start",
+        )
+        slow_writer.add(slow)
+        slow_writer.flush()  # takes its id now; the commit comes later
+        early = slow.id
+        later = one.post("/songs", json=song_body(catalogue, "Quick")).json()["id"]
+        assert later > early
+        follower = one.app.state.service.follower
+        assert follower.poll_once() == 0  # `early` is not visible yet
+        assert one.get(f"/songs/{early}").status_code == 404
+        slow_writer.commit()
+        assert follower.poll_once() == 1
+        assert one.get(f"/songs/{early}/similar").status_code == 200
+        assert one.get("/health").json()["songs_indexed"] == len(catalogue.tracks) + 2
+    engine.dispose()
