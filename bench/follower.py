@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import shlex
 import sys
 import tempfile
@@ -134,7 +135,8 @@ def _report(rows, *, n_songs: int, rounds: int) -> str:
     lines = [
         SECTION,
         "",
-        f"Measured {dt.date.today().isoformat()} with `{command}` on {_machine()} "
+        f"Measured {dt.date.today().isoformat()} with `{command}` (at niceness "
+        f"{os.nice(0)}) on {_machine()} "
         f"(PostgreSQL: the throw-away server of `scripts/postgres-cluster.sh`, loopback).",
         f"{n_songs:,} songs stored and indexed; median of {rounds} polls each, in the "
         f"polling process, embedding excluded (see the script).",

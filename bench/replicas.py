@@ -197,7 +197,8 @@ def _report(
     lines = [
         SECTION,
         "",
-        f"Measured {dt.date.today().isoformat()} with `{command}` on {machine}, against the "
+        f"Measured {dt.date.today().isoformat()} with `{command}` (at niceness "
+        f"{os.nice(0)}) on {machine}, against the "
         f"throw-away PostgreSQL server of `scripts/postgres-cluster.sh` (loopback, fsync off).",
         f"Replicas are `musicsim serve` processes (uvicorn, one worker each) on 127.0.0.1, "
         f"one database holding a synthetic catalogue of {n_songs:,} songs{size}; "
@@ -241,8 +242,8 @@ def _contention_note(results) -> list[str]:
     return [
         f"Caution: other work kept this machine busy (1-minute load average up to "
         f"{busiest:.1f} on {usable} cores). The kernel shares the cores among all runnable "
-        f"processes, so two replicas also won a larger share from that other work than one "
-        f"did: the ratio above is inflated by contention, and a quiet machine would show less."
+        f"processes, so two replicas may also have won a larger share from that other work "
+        f"than one did: the figures depend on that work, and the ratio may be inflated."
     ]
 
 
