@@ -51,9 +51,10 @@ start_test_postgres() {
     cat "$TEST_POSTGRES_DIR/initdb.log" >&2
     return 1
   }
-  local port attempt
+  local port attempt python=python3
+  [ ! -x .venv/bin/python ] || python=.venv/bin/python # the project's Python 3.11, once set up
   for attempt in 1 2 3; do # another process may take the free port before the server binds it
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     # fsync off: a crash loses this throw-away cluster anyway, and the tests run faster.
     if _as_pg_owner "$bin/pg_ctl" -D "$TEST_POSTGRES_DIR/data" -l "$TEST_POSTGRES_DIR/server.log" \
       -w -t 60 -o "-h 127.0.0.1 -p $port -k $TEST_POSTGRES_DIR -c fsync=off -c max_connections=200" \
