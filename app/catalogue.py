@@ -24,6 +24,9 @@ from training.fma import Catalogue, top_level_genre_ids
 _IMPORT_CHUNK = 2000
 # Ids per look-up of songs the follower has not indexed yet (same limit).
 _LOOKUP_CHUNK = 2000
+# The follower counts songs per block of this many consecutive ids, and reads the ids
+# of a block only when its count differs from the index's.
+_ID_BLOCK = 4096
 ProgressCallback = Callable[[int], None]
 
 
@@ -313,20 +316,29 @@ def index_missing_songs(
     """Index every stored song the index lacks, whatever order their ids committed in.
 
     Returns how many were added. Songs are never deleted and the index holds only
-    committed songs, so the songs indexed before the count is read are all among
-    those counted: equal numbers mean nothing is missing, and only then is the
-    (cheap) count all this reads. Otherwise every stored id is compared with the
-    index: an id watermark could skip a song whose transaction took its id early
-    and committed late, which PostgreSQL's sequences allow.
+    committed songs, so the songs indexed before the table is read are all among
+    those it holds: where the counts agree, nothing is missing. The whole table's
+    count settles most polls; otherwise counts per block of ids find the blocks
+    whose ids are read and compared with the index. An id watermark instead could
+    skip a song whose transaction took its id early and committed late, which
+    PostgreSQL's sequences allow.
     """
-    indexed_before = len(index)
-    if session.scalar(select(func.count()).select_from(Song)) == indexed_before:
+    indexed = index.ids()
+    if session.scalar(select(func.count()).select_from(Song)) == len(indexed):
         return 0
-    stored = np.asarray(session.scalars(select(Song.id)).all(), dtype=np.int64)
-    missing = index.missing(stored)
+    block = Song.id // _ID_BLOCK
+    stored_per_block = session.execute(select(block, func.count()).group_by(block)).all()
+    indexed_blocks, indexed_counts = np.unique(indexed // _ID_BLOCK, return_counts=True)
+    indexed_per_block = dict(zip(indexed_blocks.tolist(), indexed_counts.tolist(), strict=True))
     added = 0
-    for start in range(0, len(missing), _LOOKUP_CHUNK):
-        rows, features = read_index_rows(session, ids=missing[start : start + _LOOKUP_CHUNK])
-        if len(rows):
-            added += index.add(rows, embed(features))
+    for b, count in stored_per_block:
+        if count == indexed_per_block.get(int(b), 0):
+            continue
+        low, high = int(b) * _ID_BLOCK, (int(b) + 1) * _ID_BLOCK
+        stored = session.scalars(select(Song.id).where(Song.id >= low, Song.id < high)).all()
+        missing = index.missing(np.asarray(stored, dtype=np.int64))
+        for start in range(0, len(missing), _LOOKUP_CHUNK):
+            rows, features = read_index_rows(session, ids=missing[start : start + _LOOKUP_CHUNK])
+            if len(rows):
+                added += index.add(rows, embed(features))
     return added

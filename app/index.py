@@ -163,6 +163,11 @@ class SongIndex:
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
             return int(new.sum())
 
+    def ids(self) -> np.ndarray:
+        """A copy of the indexed song ids, in index order."""
+        with self._lock.reading():
+            return self._rows.ids.copy()
+
     def missing(self, song_ids: np.ndarray) -> np.ndarray:
         """Those of song_ids that are not indexed, in their order."""
         ids = np.asarray(song_ids, dtype=np.int64)

@@ -102,3 +102,27 @@ def test_a_song_whose_id_commits_after_a_larger_one_is_still_indexed(
         assert one.get(f"/songs/{early}/similar").status_code == 200
         assert one.get("/health").json()["songs_indexed"] == len(catalogue.tracks) + 2
     engine.dispose()
+
+
+def test_songs_imported_later_below_the_largest_id_are_indexed_by_the_follower(settings, catalogue):
+    import dataclasses
+
+    from app.catalogue import import_catalogue
+    from app.db import open_database
+
+    ids = set(catalogue.track_ids.tolist())
+    free = [i for i in range(min(ids), max(ids)) if i not in ids][:3]  # gaps between tracks
+    assert len(free) == 3
+    extra = catalogue.tracks.iloc[:3].copy()
+    extra.index = free
+    late = dataclasses.replace(catalogue, tracks=extra, features=catalogue.features[:3])
+    with TestClient(create_app(settings)) as one:
+        newest = one.post("/songs", json=song_body(catalogue, "Newest")).json()["id"]
+        assert newest > max(free)
+        engine = open_database(settings.database_url)
+        import_catalogue(engine, late)
+        engine.dispose()
+        assert one.app.state.service.follower.poll_once() == 3
+        for song in free:
+            assert one.get(f"/songs/{song}/similar", params={"k": 1}).status_code == 200
+        assert one.app.state.service.follower.poll_once() == 0
