@@ -32,7 +32,11 @@ from training.fma import Catalogue, top_level_genre_ids
 # Rows per INSERT statement during import: large enough to amortise round trips,
 # small enough to stay below SQLite's bound-parameter limit.
 _IMPORT_CHUNK = 2000
-log = logging.getLogger("musicsim")
+# Ids per look-up of songs the follower has not indexed yet (same limit).
+_LOOKUP_CHUNK = 2000
+# The follower counts songs per block of this many consecutive ids, and reads the ids
+# of a block only when its count differs from the index's.
+_ID_BLOCK = 4096
 ProgressCallback = Callable[[int], None]
 log = logging.getLogger("musicsim.catalogue")
 
@@ -148,17 +152,20 @@ def _advance_id_sequences(connection) -> None:
 # --- reading ----------------------------------------------------------------------------
 
 
-def read_index_rows(session: Session, *, after_id: int = 0) -> tuple[SongRows, np.ndarray]:
-    """Filter attributes and (n, 518) features of songs with id > after_id, in id order."""
+def read_index_rows(
+    session: Session, *, ids: np.ndarray | None = None
+) -> tuple[SongRows, np.ndarray]:
+    """Filter attributes and (n, 518) features of all songs, or of those ids, in id order."""
     query = (
         select(
             Song.id, Song.artist_id, Genre.title, Artist.latitude, Artist.longitude, Song.features
         )
         .join(Artist, Song.artist_id == Artist.id)
         .outerjoin(Genre, Song.genre_id == Genre.id)
-        .where(Song.id > after_id)
         .order_by(Song.id)
     )
+    if ids is not None:
+        query = query.where(Song.id.in_([int(i) for i in ids]))
     result = session.execute(query).all()
     columns = list(zip(*result, strict=True)) if result else [[] for _ in range(6)]
     rows = SongRows(
@@ -234,6 +241,8 @@ def read_features_of(session: Session, ids: np.ndarray) -> np.ndarray:
         chunk = [int(i) for i in ids[start : start + _IMPORT_CHUNK]]
         query = select(Song.id, Song.features).where(Song.id.in_(chunk))
         blobs.update((song_id, blob) for song_id, blob in session.execute(query))
+    if len(blobs) < len(set(ids.tolist())):
+        raise CatalogueError("songs were deleted while the catalogue was being read: restart")
     return blobs_to_features([blobs[int(i)] for i in ids])
 
 
@@ -364,8 +373,17 @@ _EMBED_CHUNK = 20_000  # songs read and embedded per step: bounded memory at any
 
 
 def catalogue_version(session: Session) -> str:
-    """The token database triggers replace on any change to songs' features (migration 0002)."""
-    return session.execute(select(CatalogueState.version)).scalar_one()
+    """A token that changes with any change to songs' features (migration 0002's triggers).
+
+    SQLite's triggers replace the stored token; PostgreSQL's advance a sequence
+    (writers never wait on each other), read next to the database's random identity.
+    """
+    token = session.execute(select(CatalogueState.version)).scalar_one()
+    if session.get_bind().dialect.name != "postgresql":
+        return token
+    changes = session.execute(text("SELECT last_value, is_called FROM catalogue_version_seq"))
+    last_value, is_called = changes.one()
+    return f"{token}:{last_value if is_called else 0}"
 
 
 def read_song_rows(session: Session) -> SongRows:
@@ -386,30 +404,13 @@ def read_song_rows(session: Session) -> SongRows:
     )
 
 
-def read_features(session: Session, ids: np.ndarray) -> np.ndarray:
-    """(len(ids), 518) features of the songs with these ids (sorted ascending)."""
-    if len(ids) == 0:
-        return blobs_to_features([])
-    query = (
-        select(Song.id, Song.features)
-        .where(Song.id.between(int(ids[0]), int(ids[-1])))
-        .order_by(Song.id)
-    )
-    found = session.execute(query).all()
-    found_ids = np.asarray([r[0] for r in found], dtype=np.int64)
-    at = np.searchsorted(found_ids, ids)
-    if (at >= len(found_ids)).any() or (found_ids[np.minimum(at, len(found) - 1)] != ids).any():
-        raise CatalogueError("songs were deleted while the catalogue was being read: restart")
-    return blobs_to_features([found[i][1] for i in at])
-
-
 def embed_songs(
     session: Session, ids: np.ndarray, embed: Callable[[np.ndarray], np.ndarray], out: np.ndarray
 ) -> None:
     """Write the embeddings of the songs `ids` into `out`, a chunk at a time."""
     for start in range(0, len(ids), _EMBED_CHUNK):
         chunk = ids[start : start + _EMBED_CHUNK]
-        out[start : start + len(chunk)] = embed(read_features(session, chunk))
+        out[start : start + len(chunk)] = embed(read_features_of(session, chunk))
 
 
 def build_index(
@@ -451,7 +452,7 @@ def _reusable_embeddings(
     embeddings = cache.load(key)
     if embeddings is None:
         return None
-    if not spot_check(embeddings, ids, lambda some: read_features(session, some), embed):
+    if not spot_check(embeddings, ids, lambda some: read_features_of(session, some), embed):
         log.warning("persisted embeddings differ from the model's output: recomputing")
         cache.discard(key)
         return None
@@ -459,15 +460,35 @@ def _reusable_embeddings(
     return embeddings
 
 
-def index_songs_after(
-    session: Session,
-    index: SongIndex,
-    embed: Callable[[np.ndarray], np.ndarray],
-    *,
-    after_id: int,
-) -> tuple[int, int]:
-    """Index stored songs with id > after_id not indexed yet: (how many added, largest id read)."""
-    rows, features = read_index_rows(session, after_id=after_id)
-    if not len(rows):
-        return 0, after_id
-    return index.add(rows, embed(features)), int(rows.ids.max())
+def index_missing_songs(
+    session: Session, index: SongIndex, embed: Callable[[np.ndarray], np.ndarray]
+) -> int:
+    """Index every stored song the index lacks, whatever order their ids committed in.
+
+    Returns how many were added. Songs are never deleted and the index holds only
+    committed songs, so the songs indexed before the table is read are all among
+    those it holds: where the counts agree, nothing is missing. The whole table's
+    count settles most polls; otherwise counts per block of ids find the blocks
+    whose ids are read and compared with the index. An id watermark instead could
+    skip a song whose transaction took its id early and committed late, which
+    PostgreSQL's sequences allow.
+    """
+    indexed = index.ids()
+    if session.scalar(select(func.count()).select_from(Song)) == len(indexed):
+        return 0
+    block = Song.id // _ID_BLOCK
+    stored_per_block = session.execute(select(block, func.count()).group_by(block)).all()
+    indexed_blocks, indexed_counts = np.unique(indexed // _ID_BLOCK, return_counts=True)
+    indexed_per_block = dict(zip(indexed_blocks.tolist(), indexed_counts.tolist(), strict=True))
+    added = 0
+    for b, count in stored_per_block:
+        if count == indexed_per_block.get(int(b), 0):
+            continue
+        low, high = int(b) * _ID_BLOCK, (int(b) + 1) * _ID_BLOCK
+        stored = session.scalars(select(Song.id).where(Song.id >= low, Song.id < high)).all()
+        missing = index.missing(np.asarray(stored, dtype=np.int64))
+        for start in range(0, len(missing), _LOOKUP_CHUNK):
+            rows, features = read_index_rows(session, ids=missing[start : start + _LOOKUP_CHUNK])
+            if len(rows):
+                added += index.add(rows, embed(features))
+    return added

@@ -248,10 +248,16 @@ class SongIndex:
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
             return int(new.sum())
 
-    def largest_id(self) -> int:
-        """The largest song id indexed (0 when empty)."""
+    def ids(self) -> np.ndarray:
+        """A copy of the indexed song ids, in index order."""
         with self._lock.reading():
-            return int(self._rows.ids.max()) if len(self._rows) else 0
+            return self._rows.ids.copy()
+
+    def missing(self, song_ids: np.ndarray) -> np.ndarray:
+        """Those of song_ids that are not indexed, in their order."""
+        ids = np.asarray(song_ids, dtype=np.int64)
+        with self._lock.reading():
+            return ids[~np.isin(ids, self._rows.ids)]
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         with self._lock.reading():

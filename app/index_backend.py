@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from app.catalogue import build_index, index_songs_after
+from app.catalogue import build_index, index_missing_songs
 from app.config import Settings
 from app.embedding_cache import EmbeddingCache
 from app.index import SongIndex
@@ -44,7 +44,7 @@ def open_index(session: Session, settings: Settings, bundle: Bundle) -> AnySongI
             model_sha256=bundle.manifest_sha256,
         )
     index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
-    index_songs_after(session, index, bundle.embed, after_id=0)
+    index_missing_songs(session, index, bundle.embed)
     return index
 
 

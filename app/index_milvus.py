@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -66,7 +67,9 @@ class MilvusSongIndex:
         self.dim = dim
         self.collection = collection
         self._near_overfetch = near_overfetch
-        self._largest_id = 0  # the largest id this process has added: the follower's start
+        self._largest_id = 0  # the largest id this process has added
+        self._known: set[int] = set()  # ids written by this process (see ids())
+        self._known_lock = threading.Lock()
         try:
             self._client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout_s)
             self._open_collection()
@@ -137,11 +140,25 @@ class MilvusSongIndex:
             chunk = slice(start, start + _ROWS_PER_WRITE)
             self._client.upsert(self.collection, list(_records(rows, vectors, chunk)))
         self._largest_id = max(self._largest_id, int(rows.ids.max()))
+        with self._known_lock:
+            self._known.update(int(i) for i in rows.ids)
         return len(rows) - len(present)
 
     def largest_id(self) -> int:
         """The largest song id this process has added (0 when none)."""
         return self._largest_id
+
+    def ids(self) -> np.ndarray:
+        """The song ids this process has written or found in the collection (the follower's
+        view: a start-up writes every stored song, so this covers the database)."""
+        with self._known_lock:
+            return np.fromiter(self._known, dtype=np.int64, count=len(self._known))
+
+    def missing(self, song_ids: np.ndarray) -> np.ndarray:
+        """Those of song_ids not in `ids()`, in their order."""
+        ids = np.asarray(song_ids, dtype=np.int64)
+        with self._known_lock:
+            return ids[[int(i) not in self._known for i in ids]]
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         found = self._client.get(self.collection, ids=[int(song_id)], output_fields=["embedding"])

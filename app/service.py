@@ -46,7 +46,6 @@ def open_service(settings: Settings) -> Service:
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
         index = open_index(session, settings, bundle)
-    watermark = index.largest_id()
     log.info(
         "indexed %d songs (%s index) with model %s (manifest %s) in %.2f s",
         len(index),
@@ -58,7 +57,7 @@ def open_service(settings: Settings) -> Service:
     if settings.api_key is None:
         log.warning("MUSICSIM_API_KEY is not set: anyone can add songs")
     follower = CatalogueFollower(
-        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds, after_id=watermark
+        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds
     )
     follower.start()
     return Service(settings, engine, sessions, bundle, index, follower)

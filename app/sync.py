@@ -1,14 +1,17 @@
 """Keeping a process's index in step with songs other processes add.
 
-Every uvicorn worker (or replica) on one database indexes what it stores at
-once, and a follower thread polls the songs table for ids above the largest one
-it has *read from the table*, so a song added through any process is served by
-all of them within about one polling interval.
+Every uvicorn worker or replica on one database (SQLite file or PostgreSQL) indexes
+what it stores at once, and a follower thread polls the songs table every
+`sync_interval_seconds` for songs its index lacks (app.catalogue.index_missing_songs).
+A poll compares the table with the index as sets, not against an id watermark:
+on PostgreSQL a transaction takes its song id from a sequence before it commits,
+so a song with a smaller id can become visible after one with a larger id, and a
+watermark would skip it for good.
 
-SQLite serialises writers, so song ids become visible in increasing order and a
-watermark on the id cannot skip a song. The watermark is the follower's own:
-a process's own newer song, indexed at once, must not move it past an older
-song another process committed just before.
+The bound: a song committed at time t is counted by the first poll that starts
+after t and indexed by that poll, so every process serves it by
+t + sync_interval_seconds + the time of two polls (the one running at t and the
+one that indexes it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.catalogue import index_songs_after
+from app.catalogue import index_missing_songs
 from app.index import SongIndex
 
 log = logging.getLogger("musicsim.sync")
@@ -35,9 +38,7 @@ class CatalogueFollower:
         embed: Callable[[np.ndarray], np.ndarray],
         *,
         interval_s: float,
-        after_id: int,
     ):
-        self._watermark = after_id  # the largest song id read from the table so far
         self._sessions = sessions
         self._index = index
         self._embed = embed
@@ -53,12 +54,9 @@ class CatalogueFollower:
         self._thread.join(timeout=10)
 
     def poll_once(self) -> int:
-        """Index songs stored since the last poll; returns how many were new."""
+        """Index stored songs the index lacks; returns how many were new."""
         with self._sessions() as session:
-            added, self._watermark = index_songs_after(
-                session, self._index, self._embed, after_id=self._watermark
-            )
-        return added
+            return index_missing_songs(session, self._index, self._embed)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

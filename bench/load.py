@@ -124,7 +124,7 @@ def main() -> None:
         machine = _machine()  # the load average just before the load
         print(f"loading for {args.duration:.0f} s with {args.clients} clients", file=sys.stderr)
         load = _load(
-            url, song_ids, clients=args.clients, duration=args.duration, cap=args.max_requests
+            [url], song_ids, clients=args.clients, duration=args.duration, cap=args.max_requests
         )
         peak_kib = _proc_status_kib(server.pid, "VmHWM")
     finally:
@@ -242,7 +242,10 @@ class Load:
         return len(self.latencies) + self.errors
 
 
-def _load(url: str, song_ids: np.ndarray, *, clients: int, duration: float, cap: int) -> Load:
+def _load(
+    urls: list[str], song_ids: np.ndarray, *, clients: int, duration: float, cap: int
+) -> Load:
+    """Client thread i sends to urls[i % len(urls)]: several servers share the clients evenly."""
     load = Load()
     lock = threading.Lock()
     issued = [0]
@@ -253,7 +256,7 @@ def _load(url: str, song_ids: np.ndarray, *, clients: int, duration: float, cap:
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         exceptions: dict[str, int] = {}
-        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+        with httpx.Client(base_url=urls[seed % len(urls)], timeout=REQUEST_TIMEOUT_S) as http:
             while time.perf_counter() < deadline:
                 with lock:
                     if issued[0] >= cap:

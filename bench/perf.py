@@ -98,6 +98,7 @@ def _arguments() -> argparse.Namespace:
     args.parts = set(args.parts.split(","))
     if not args.parts <= set(PARTS):
         parser.error(f"--parts must be among {', '.join(PARTS)}")
+    args.work = args.work.resolve()  # servers run with the work folder as cwd
     args.work.mkdir(parents=True, exist_ok=True)
     return args
 

@@ -47,7 +47,7 @@ def main() -> None:
             "--seed", 7,
         )  # fmt: skip
     database, cache = work / "scale.db", work / "index-cache"
-    env = _env(database, args.model, cache, index_kind=args.kind)
+    env = _env(database, args.model.resolve(), cache, index_kind=args.kind)
     if not (args.reuse and database.exists()):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
@@ -83,6 +83,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="keep catalogue and database")
     parser.add_argument("--no-write", dest="write", action="store_false")
     args = parser.parse_args()
+    args.work = args.work.resolve()  # servers run with the work folder as cwd
     args.work.mkdir(parents=True, exist_ok=True)
     return args
 

@@ -11,6 +11,10 @@ if [ ! -x /usr/bin/chromium ]; then
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends chromium
 fi
+# A throw-away PostgreSQL server on loopback: the service tests run on it and on SQLite.
+source scripts/postgres-cluster.sh
+trap stop_test_postgres EXIT
+start_test_postgres
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # pytest exits 5 when it collects no test: set -e turns that into a failure too.

@@ -20,10 +20,12 @@ depends_on = None
 
 _SQLITE_EVENTS = {"insert": "INSERT", "delete": "DELETE", "update": "UPDATE OF id, features"}
 _SQLITE_NEW_TOKEN = "lower(hex(randomblob(16)))"
+# PostgreSQL: a sequence, not a row, so that concurrent writers never wait on each other;
+# bumped at commit (a deferred trigger), so a change is counted when it becomes visible.
 _PG_FUNCTION = """
 CREATE FUNCTION musicsim_new_catalogue_version() RETURNS trigger AS $$
 BEGIN
-    UPDATE catalogue_state SET version = md5(random()::text || clock_timestamp()::text);
+    PERFORM nextval('catalogue_version_seq');
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql
@@ -39,13 +41,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalogue_state")),
     )
     if op.get_bind().dialect.name == "postgresql":
+        # The row holds this database's random identity; the sequence counts changes.
         op.execute("INSERT INTO catalogue_state (id, version) VALUES (1, md5(random()::text))")
+        op.execute("CREATE SEQUENCE catalogue_version_seq")
         op.execute(_PG_FUNCTION)
-        # Once per statement, not per row: an import of 100,000 songs bumps it once.
         op.execute(
-            "CREATE TRIGGER songs_new_catalogue_version"
+            "CREATE CONSTRAINT TRIGGER songs_new_catalogue_version"
             " AFTER INSERT OR DELETE OR UPDATE OF id, features ON songs"
-            " FOR EACH STATEMENT EXECUTE FUNCTION musicsim_new_catalogue_version()"
+            " DEFERRABLE INITIALLY DEFERRED"
+            " FOR EACH ROW EXECUTE FUNCTION musicsim_new_catalogue_version()"
         )
         return
     op.execute(f"INSERT INTO catalogue_state (id, version) VALUES (1, {_SQLITE_NEW_TOKEN})")
@@ -60,6 +64,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER songs_new_catalogue_version ON songs")
         op.execute("DROP FUNCTION musicsim_new_catalogue_version()")
+        op.execute("DROP SEQUENCE catalogue_version_seq")
     else:
         for name in _SQLITE_EVENTS:
             op.execute(f"DROP TRIGGER songs_new_catalogue_version_{name}")

@@ -1,10 +1,20 @@
-"""App fixtures: a small trained bundle, a database imported from the small catalogue."""
+"""App fixtures: a small trained bundle, a database imported from the small catalogue.
 
+Tests that take `settings` (or `client`) run twice: on a fresh SQLite file and on a
+fresh PostgreSQL database. Modules that exercise the index also run on the Milvus
+backend (Milvus Lite, on SQLite). The PostgreSQL server is the one MUSICSIM_TEST_POSTGRES_URL
+names (`bash scripts/test.sh` starts a throw-away one); without it those runs are skipped.
+"""
+
+import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.catalogue import import_catalogue
 from app.config import Settings
@@ -32,6 +42,73 @@ def bundle(bundle_dir):
     return load_bundle(bundle_dir)
 
 
+POSTGRES_URL_VARIABLE = "MUSICSIM_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """An AUTOCOMMIT engine on the test server's maintenance database (for CREATE DATABASE)."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}, a server where we may create "
+            "databases; `bash scripts/test.sh` starts a throw-away one and sets it"
+        )
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+def _database_url(server, name: str) -> str:
+    return make_url(server.url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server, catalogue) -> str:
+    """A PostgreSQL database holding the small catalogue, copied for each test."""
+    name = f"musicsim_template_{uuid.uuid4().hex[:12]}"
+    with postgres_server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = open_database(_database_url(postgres_server, name))
+    import_catalogue(engine, catalogue)
+    engine.dispose()  # a template must have no connections while it is copied
+    yield name
+    with postgres_server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, postgres_template) -> str:
+    """A fresh PostgreSQL database holding the small catalogue; dropped after the test."""
+    name = f"musicsim_test_{uuid.uuid4().hex[:12]}"
+    with postgres_server.connect() as connection:
+        # a file-level copy of the template: much faster than importing again
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    yield _database_url(postgres_server, name)
+    with postgres_server.connect() as connection:  # FORCE: a test may leave an engine open
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory, catalogue) -> Path:
+    """A SQLite file holding the small catalogue, copied for each test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "musicsim.db"
+    engine = open_database(f"sqlite:///{path}")
+    import_catalogue(engine, catalogue)
+    engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh database holding the small catalogue, on each database the service supports."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    path = tmp_path / "musicsim.db"
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
 def index_backend() -> str:
     """FAISS by default; modules that exercise the index override this with both backends."""
@@ -57,19 +134,29 @@ def index_settings(request, index_backend) -> dict:
 
 
 @pytest.fixture
-def settings(tmp_path, bundle_dir, catalogue, index_settings) -> Settings:
-    """A fresh SQLite database holding the small catalogue."""
-    url = f"sqlite:///{tmp_path / 'musicsim.db'}"
-    engine = open_database(url)
-    import_catalogue(engine, catalogue)
-    engine.dispose()
+def settings(database_url, bundle_dir, index_settings, tmp_path) -> Settings:
+    """Settings of a service on a fresh database holding the small catalogue."""
     return Settings(
         model_dir=bundle_dir,
-        database_url=url,
+        database_url=database_url,
         index_cache_dir=tmp_path / "index-cache",
         _env_file=None,
         **index_settings,
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Milvus runs on SQLite only: the index backend does not depend on the database,
+    and each of the 2 x 2 combinations would cost a full app start."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        milvus = params.get("index_backend") == "milvus"
+        both = milvus and params.get("database_url") == "postgresql"
+        (drop if both else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -69,3 +69,62 @@ def test_a_process_own_newer_song_does_not_hide_an_older_one_from_another(settin
         assert newer > older
         one.app.state.service.follower.poll_once()
         assert one.get(f"/songs/{older}/similar").status_code == 200
+
+
+def test_a_song_whose_id_commits_after_a_larger_one_is_still_indexed(
+    postgres_url, bundle_dir, catalogue
+):
+    # PostgreSQL hands out a sequence id when a transaction inserts, not when it commits:
+    # here id `early` is taken first and committed last, after the follower saw `later`.
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
+    from app.db import open_database
+    from app.orm import Song, features_to_blob
+
+    settings = Settings(model_dir=bundle_dir, database_url=postgres_url, _env_file=None)
+    engine = open_database(postgres_url)
+    with TestClient(create_app(settings)) as one, Session(engine) as slow_writer:
+        slow = Song(
+            title="Slow commit",
+            artist_id=int(catalogue.artist_ids[0]),
+            features=features_to_blob(catalogue.features[8]),
+            source="cold-start",
+        )
+        slow_writer.add(slow)
+        slow_writer.flush()  # takes its id now; the commit comes later
+        early = slow.id
+        later = one.post("/songs", json=song_body(catalogue, "Quick")).json()["id"]
+        assert later > early
+        follower = one.app.state.service.follower
+        assert follower.poll_once() == 0  # `early` is not visible yet
+        assert one.get(f"/songs/{early}").status_code == 404
+        slow_writer.commit()
+        assert follower.poll_once() == 1
+        assert one.get(f"/songs/{early}/similar").status_code == 200
+        assert one.get("/health").json()["songs_indexed"] == len(catalogue.tracks) + 2
+    engine.dispose()
+
+
+def test_songs_imported_later_below_the_largest_id_are_indexed_by_the_follower(settings, catalogue):
+    import dataclasses
+
+    from app.catalogue import import_catalogue
+    from app.db import open_database
+
+    ids = set(catalogue.track_ids.tolist())
+    free = [i for i in range(min(ids), max(ids)) if i not in ids][:3]  # gaps between tracks
+    assert len(free) == 3
+    extra = catalogue.tracks.iloc[:3].copy()
+    extra.index = free
+    late = dataclasses.replace(catalogue, tracks=extra, features=catalogue.features[:3])
+    with TestClient(create_app(settings)) as one:
+        newest = one.post("/songs", json=song_body(catalogue, "Newest")).json()["id"]
+        assert newest > max(free)
+        engine = open_database(settings.database_url)
+        import_catalogue(engine, late)
+        engine.dispose()
+        assert one.app.state.service.follower.poll_once() == 3
+        for song in free:
+            assert one.get(f"/songs/{song}/similar", params={"k": 1}).status_code == 200
+        assert one.app.state.service.follower.poll_once() == 0

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,18 +26,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from uvicorn_processes import server_env, start_server, stop_all
 
 from app.catalogue import import_catalogue
 from app.db import open_database
 from training.features import N_FEATURES
 
-ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 3
 READERS = 2
 MAX_WRITES = 200
 KILL_AFTER_ACKS = 60  # SIGKILL once this many writes are acknowledged ...
 LOAD_SECONDS = 15.0  # ... or when this much time has passed, whichever comes first
-START_SECONDS = 120.0  # bound on waiting for /health (torch, FAISS and the index load first)
 REQUEST_TIMEOUT = httpx.Timeout(10.0)
 BLOB_BYTES = N_FEATURES * 4  # 518 little-endian float32
 
@@ -64,62 +60,6 @@ def database(tmp_path, catalogue) -> Path:
     import_catalogue(engine, catalogue)
     engine.dispose()
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server_env(bundle_dir: Path, database: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICSIM_")}
-    env["MUSICSIM_MODEL_DIR"] = str(bundle_dir)
-    env["MUSICSIM_DATABASE_URL"] = f"sqlite:///{database}"
-    env["MUSICSIM_INDEX_CACHE_DIR"] = str(database.parent / "index-cache")
-    return env
-
-
-def _start_server(env: dict[str, str], workdir: Path, name: str, started: list):
-    """Start uvicorn on a free loopback port and wait for /health; returns (process, url)."""
-    for _attempt in range(3):  # another process may take the free port before uvicorn binds it
-        port = _free_port()
-        log_path = workdir / f"{name}-{port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--app-dir",
-            str(ROOT),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ]
-        with log_path.open("wb") as log:
-            # cwd is the test's own folder, so no stray .env file is read
-            process = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_SECONDS
-        while process.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                    return process, url
-            time.sleep(0.2)
-        log_text = log_path.read_text(errors="replace")
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-            pytest.fail(f"the server did not answer /health in {START_SECONDS} s:\n{log_text}")
-        if "address already in use" not in log_text.lower():
-            pytest.fail(f"the server exited with {process.returncode}:\n{log_text}")
-    pytest.fail("no free port could be bound in 3 attempts")
 
 
 def _writer(url: str, writer: int, traffic: Traffic, vectors: np.ndarray, artist_ids, deadline):
@@ -170,14 +110,14 @@ def _rows(database: Path) -> list[tuple]:
 
 
 def test_acknowledged_songs_survive_a_sigkill(tmp_path, database, bundle_dir, catalogue):
-    env = _server_env(bundle_dir, database)
+    env = server_env(bundle_dir, f"sqlite:///{database}")
     song_ids = [int(i) for i in catalogue.track_ids]
     artist_ids = sorted({int(a) for a in catalogue.tracks["artist_id"]})
     started: list[subprocess.Popen] = []
     traffic = Traffic()
     threads: list[threading.Thread] = []
     try:
-        server, url = _start_server(env, tmp_path, "first", started)
+        server, url = start_server(env, tmp_path, "first", started)
         deadline = time.monotonic() + LOAD_SECONDS
         threads = [
             threading.Thread(
@@ -205,7 +145,7 @@ def test_acknowledged_songs_survive_a_sigkill(tmp_path, database, bundle_dir, ca
         assert set(traffic.read_statuses) <= {200}, sorted(set(traffic.read_statuses))
         rows_after_kill = _rows(database)  # opening it also recovers the WAL
 
-        _, url = _start_server(env, tmp_path, "restarted", started)
+        _, url = start_server(env, tmp_path, "restarted", started)
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
             # every acknowledged song is served, with its title and its neighbours
             for song, title in acknowledged.items():
@@ -248,9 +188,6 @@ def test_acknowledged_songs_survive_a_sigkill(tmp_path, database, bundle_dir, ca
         )
     finally:
         traffic.stop.set()
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+        stop_all(started)
         for thread in threads:
             thread.join(timeout=REQUEST_TIMEOUT.read + 5)

@@ -207,3 +207,43 @@ def test_serve_refuses_a_corrupt_bundle_naming_the_file(bundle_dir, tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--model", str(broken)])
     assert result.exit_code == 2
     assert "zscore.safetensors does not match the SHA-256" in " ".join(result.output.split())
+
+
+def test_musicsim_import_into_the_configured_database_is_idempotent(
+    settings, small_catalogue_dir, catalogue
+):
+    # settings' database holds the catalogue already: importing it again changes nothing
+    env = {"MUSICSIM_DATABASE_URL": settings.database_url}
+    result = CliRunner().invoke(cli, ["import", "--data", str(small_catalogue_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    engine = open_database(settings.database_url)
+    with engine.connect() as connection:
+        count, cold = connection.exec_driver_sql(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE source = 'cold-start') FROM songs"
+        ).one()
+    engine.dispose()
+    assert (count, cold) == (len(catalogue.tracks), 0)
+
+
+def test_concurrent_adds_of_one_new_artist_create_it_once(settings, catalogue):
+    import threading
+
+    # Two processes' worth of apps, four writers each, all naming the same new artist.
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        start = threading.Barrier(8)
+        answers: list = []
+
+        def write(client, n):
+            start.wait()
+            answers.append(client.post("/songs", json=new_song(catalogue, title=f"Race {n}")))
+
+        threads = [
+            threading.Thread(target=write, args=(one if n % 2 else two, n)) for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+        artists = {one.get(f"/songs/{a.json()['id']}").json()["artist"]["id"] for a in answers}
+        assert len(artists) == 1
