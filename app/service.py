@@ -44,7 +44,7 @@ def open_service(settings: Settings) -> Service:
     engine = open_database(settings.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
-        index = build_index(session, bundle.embed, bundle.model.config.width)
+        index = build_index(session, bundle.embed, bundle.embedding_dim)
     watermark = index.largest_id()
     log.info(
         "indexed %d songs with model %s (manifest %s) in %.2f s",
