@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -124,6 +123,7 @@ def demo_data(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: DataOption,
     out: Annotated[Path, typer.Option(help="Bundle folder to write, e.g. models/NAME")],
     triplets: Annotated[str, typer.Option(help="random or genre")] = "random",
@@ -143,7 +143,6 @@ def train(
     ] = None,
 ) -> None:
     """Train a triplet network (or a linear metric) and save it as a bundle."""
-    ctx = click.get_current_context()
     flags = dict(
         triplets=triplets,
         epochs=epochs,
@@ -175,13 +174,13 @@ def train(
 
 
 def train_from_config(
-    ctx: click.Context, *, data: Path, out: Path, config_file: Path, flags: dict
+    ctx: typer.Context, *, data: Path, out: Path, config_file: Path, flags: dict
 ) -> None:
     """`musicsim train --config`: the file's configuration, then the flags typed on the line."""
     typed = {
         name: value
         for name, value in flags.items()
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
     }
     try:
         spec = load_run_spec(config_file)
