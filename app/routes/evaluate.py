@@ -1,4 +1,5 @@
-"""POST /evaluate: the paper's mean AUC (and mAP, recall@10, nDCG@10) on the catalogue or on a posted labelled set."""
+"""POST /evaluate: the paper's mean AUC, mAP, recall@10 and nDCG@10 on the catalogue
+or on a posted labelled set."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.main import create_app
 from training.artefacts import load_bundle, save_bundle
 from training.linear import LinearTrainConfig, fit_linear_on_catalogue
