@@ -23,7 +23,7 @@ from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
-from training.compare import METRICS, compare_runs, fit_run, load_run_spec
+from training.compare import METRICS, compare_runs, fit_run, load_run_spec, summary_markdown
 from training.evaluate import SpaceScore
 from training.extraction import extract_catalogue, find_audio_files
 from training.figures import plot_metrics, plot_size_sweep
@@ -324,10 +324,11 @@ def compare(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "comparison.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        (out / "summary.md").write_text(summary_markdown(summary))
         plot_metrics(summary, path=out / "comparison-metrics.png")
         if len(sizes) > 1:
             plot_size_sweep(summary, path=out / "comparison-size-sweep.png")
-        console.print(f"wrote comparison.json and figures to {out}")
+        console.print(f"wrote comparison.json, summary.md and figures to {out}")
     if as_json:
         print(json.dumps(result.as_json()))
 

@@ -165,3 +165,15 @@ def compare_runs(
                     if on_run is not None:
                         on_run(record)
     return comparison
+
+
+def summary_markdown(summary: list[dict[str, Any]]) -> str:
+    """The summary as a Markdown table: mean ± sample std over seeds of each metric."""
+    header = "| configuration | training artists | seeds | mean AUC | mAP | recall@10 | nDCG@10 |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        cells = [row["name"], f"{row['train_artists']} ({row['n_train_artists']})"]
+        cells.append(str(row["n_seeds"]))
+        cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
