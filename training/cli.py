@@ -281,6 +281,9 @@ def compare(
         list[Path], typer.Option("--config", help="TOML run configuration; repeat for several")
     ],
     seeds: Annotated[int, typer.Option(min=1, help="Run seeds 0..N-1 (split and training)")] = 5,
+    first_seed: Annotated[
+        int, typer.Option(min=0, help="Start at this seed: runs first..first+N-1")
+    ] = 0,
     train_artists: Annotated[
         list[str] | None,
         typer.Option(help="Training-artist counts to sweep, e.g. 50 200 all; repeat the option"),
@@ -311,7 +314,7 @@ def compare(
         result = compare_runs(
             catalogue,
             specs,
-            seeds=list(range(seeds)),
+            seeds=list(range(first_seed, first_seed + seeds)),
             train_artists=sizes,
             every_track=every_track,
             baselines=baselines,
