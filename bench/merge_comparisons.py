@@ -1,8 +1,11 @@
 """Merge `musicsim compare --out` folders run in parallel (e.g. one per seed) into one.
 
     python bench/merge_comparisons.py --out docs/comparison/main runs/seed0 runs/seed1 ...
+    python bench/merge_comparisons.py --out sweep --names a,b --seeds 0,1,2 runs/main* runs/sweep*
 
-Concatenates their records, recomputes the summary (mean ± sample std over all
+Concatenates their records (optionally only some configurations and seeds: a
+run is deterministic given its seed, so a full-size run of one comparison is
+the full-size point of a sweep), recomputes the summary (mean ± sample std over all
 seeds) and redraws the figures, exactly as one `musicsim compare` run would.
 """
 
@@ -20,10 +23,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--names", help="Comma-separated configurations to keep (default all)")
+    parser.add_argument("--seeds", help="Comma-separated seeds to keep (default all)")
     args = parser.parse_args()
+    names = set(args.names.split(",")) if args.names else None
+    seeds = {int(s) for s in args.seeds.split(",")} if args.seeds else None
     merged = Comparison()
     for folder in args.folders:
-        merged.records += json.loads((folder / "comparison.json").read_text())["records"]
+        for record in json.loads((folder / "comparison.json").read_text())["records"]:
+            if (names is None or record["name"] in names) and (
+                seeds is None or record["seed"] in seeds
+            ):
+                merged.records.append(record)
     seen = [(r["name"], r["seed"], str(r["train_artists"])) for r in merged.records]
     if len(set(seen)) != len(seen):
         raise SystemExit("the folders repeat a (configuration, seed, size): not merging")
