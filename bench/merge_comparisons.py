@@ -45,6 +45,11 @@ def main() -> None:
     plot_metrics(summary, path=args.out / "comparison-metrics.png")
     if len({r["train_artists"] for r in merged.records}) > 1:
         plot_size_sweep(summary, path=args.out / "comparison-size-sweep.png")
+        plot_size_sweep(
+            summary,
+            path=args.out / "comparison-size-sweep-map.png",
+            metric="mean_average_precision",
+        )
     print(summary_markdown(summary))
 
 

@@ -331,6 +331,9 @@ def compare(
         plot_metrics(summary, path=out / "comparison-metrics.png")
         if len(sizes) > 1:
             plot_size_sweep(summary, path=out / "comparison-size-sweep.png")
+            plot_size_sweep(
+                summary, path=out / "comparison-size-sweep-map.png", metric="mean_average_precision"
+            )
         console.print(f"wrote comparison.json, summary.md and figures to {out}")
     if as_json:
         print(json.dumps(result.as_json()))
