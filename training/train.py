@@ -82,7 +82,7 @@ class TrainConfig:
         if not self.lr > 0 or not self.margin >= 0:
             raise ValueError("lr must be positive and margin non-negative")
         if self.triplets not in TRAINING_KINDS:
-            raise ValueError(f"triplets must be one of {TRAINING_KINDS}, got {self.triplets!r}")
+            raise ValueError(f"triplet kind must be one of {TRAINING_KINDS}, got {self.triplets!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.weight_decay < 0 or self.patience < 0:
