@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 def open_index(session: Session, settings: Settings, bundle: Bundle) -> AnySongIndex:
     """The configured index, holding every song stored in the database."""
-    dim = bundle.model.config.width
+    dim = bundle.embedding_dim
     if settings.index_backend == "faiss":
         cache = EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None
         return build_index(

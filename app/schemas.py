@@ -153,6 +153,9 @@ class EvaluateIn(Strict):
     songs: list[LabelledSong] | None = Field(
         None, min_length=2, description="A labelled set to score instead of the catalogue"
     )
+    every_track: bool = Field(
+        False, description="Every song with a same-artist song is a query, not one per artist"
+    )
 
 
 class EvaluateOut(BaseModel):
@@ -160,6 +163,9 @@ class EvaluateOut(BaseModel):
     n_queries: int
     n_songs: int
     space: str
+    mean_average_precision: float
+    recall_at_10: float
+    ndcg_at_10: float
 
 
 class FieldError(BaseModel):

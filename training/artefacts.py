@@ -4,13 +4,14 @@ models/NAME/
   manifest.json        format version, model and training configs, feature
                        columns, data fingerprint, library versions, metrics,
                        SHA-256 of every other file
-  model.safetensors    the network's weights
+  model.safetensors    the model's weights (the MLP's, or a linear projection's;
+                       manifest "architecture" says which, "mlp" when absent)
   zscore.safetensors   per-feature mean and std of the training tracks
-  split.json           training and evaluation artist ids
+  split.json           training and evaluation artist ids (and validation ones, if any)
 
 >>> save_bundle(run, out_dir=Path("models/default"), data_fingerprint=cat.fingerprint)
 >>> bundle = load_bundle(Path("models/default"))
->>> bundle.embed(features)  # (n, 518) raw features -> (n, width) embeddings
+>>> bundle.embed(features)  # (n, 518) raw features -> (n, embedding_dim) embeddings
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from safetensors.torch import save_file as save_torch
 from training.data import ArtistSplit, ZScore
 from training.features import FEATURE_COLUMNS
 from training.fma import file_sha256
-from training.model import ModelConfig, TripletMLP, embed
+from training.model import (
+    Embedder,
+    LinearConfig,
+    LinearProjection,
+    ModelConfig,
+    TripletMLP,
+    embed,
+)
 from training.train import TrainedRun
 
 FORMAT_VERSION = 1
@@ -46,6 +54,12 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 ZSCORE = "zscore.safetensors"
 SPLIT = "split.json"
+# manifest "architecture" -> the config dataclass and module it rebuilds. Manifests
+# written before linear bundles existed have no such key and hold an MLP.
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    "mlp": (ModelConfig, TripletMLP),
+    "linear": (LinearConfig, LinearProjection),
+}
 
 
 class BundleError(ValueError):
@@ -54,7 +68,7 @@ class BundleError(ValueError):
 
 @dataclass
 class Bundle:
-    model: TripletMLP
+    model: Embedder
     zscore: ZScore
     split: ArtistSplit
     manifest: dict[str, Any]
@@ -65,8 +79,13 @@ class Bundle:
     def name(self) -> str:
         return str(self.manifest.get("name", self.path.name))
 
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the vectors `embed` returns (what the index stores)."""
+        return self.model.embedding_dim
+
     def embed(self, features: np.ndarray) -> np.ndarray:
-        """(n, n_features) raw features -> (n, width) float32 embeddings."""
+        """(n, n_features) raw features -> (n, embedding_dim) float32 embeddings."""
         return embed(self.model, self.zscore.apply(features))
 
 
@@ -101,10 +120,12 @@ def save_bundle(
             "format_version": FORMAT_VERSION,
             "name": name or out_dir.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "architecture": _architecture(run.model),
             "model": dataclasses.asdict(run.model.config),
-            "training": {**dataclasses.asdict(run.config), "optimizer": "adam"},
+            "training": _training_record(run),
             "losses": run.losses,
             "n_genre_fallbacks": run.n_genre_fallbacks,
+            "validation": {"checks": run.validation, "best_epoch": run.best_epoch},
             "feature_columns": ["/".join(c) for c in FEATURE_COLUMNS],
             "data": {"fingerprint": data_fingerprint},
             "versions": library_versions(),
@@ -120,11 +141,24 @@ def save_bundle(
     return out_dir
 
 
+def _architecture(model: Embedder) -> str:
+    return "linear" if isinstance(model, LinearProjection) else "mlp"
+
+
+def _training_record(run: TrainedRun) -> dict[str, Any]:
+    record = dataclasses.asdict(run.config)
+    if isinstance(run.model, TripletMLP):
+        record["optimizer"] = "adam"
+    return record
+
+
 def _write_files(run: TrainedRun, folder: Path) -> None:
     state = {k: v.detach().contiguous() for k, v in run.model.state_dict().items()}
     save_torch(state, str(folder / WEIGHTS))
     save_numpy({"mean": run.zscore.mean, "std": run.zscore.std}, str(folder / ZSCORE))
     split = {"train": run.split.train.tolist(), "eval": run.split.eval.tolist()}
+    if len(run.split.validation):
+        split["validation"] = run.split.validation.tolist()
     (folder / SPLIT).write_text(json.dumps(split) + "\n")
 
 
@@ -133,8 +167,9 @@ def load_bundle(path: Path) -> Bundle:
     path = Path(path)
     manifest, manifest_sha256 = _read_manifest(path)
     _check_hashes(path, manifest)
-    config = _model_config(path, manifest)
-    model = _load_model(path, config)
+    config_type, model_type = _architecture_of(path, manifest)
+    config = _model_config(path, manifest, config_type)
+    model = _load_model(path, model_type(config))
     zscore = _load_zscore(path, config.n_features)
     split = _load_split(path)
     return Bundle(model, zscore, split, manifest, manifest_sha256, path)
@@ -175,15 +210,23 @@ def _check_hashes(path: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def _model_config(path: Path, manifest: dict[str, Any]) -> ModelConfig:
+def _architecture_of(path: Path, manifest: dict[str, Any]) -> tuple[type, type]:
+    name = manifest.get("architecture", "mlp")
+    if name not in ARCHITECTURES:
+        raise BundleError(
+            f"model bundle {path}: unknown architecture {name!r} (known: {sorted(ARCHITECTURES)})"
+        )
+    return ARCHITECTURES[name]
+
+
+def _model_config(path: Path, manifest: dict[str, Any], config_type: type) -> Any:
     try:
-        return ModelConfig(**manifest["model"])
-    except (KeyError, TypeError) as exc:
+        return config_type(**manifest["model"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"model bundle {path}: bad model configuration ({exc})") from exc
 
 
-def _load_model(path: Path, config: ModelConfig) -> TripletMLP:
-    model = TripletMLP(config)
+def _load_model(path: Path, model: Embedder) -> Embedder:
     try:
         state = load_torch(str(path / WEIGHTS))
         model.load_state_dict(state, strict=True)
@@ -214,8 +257,9 @@ def _load_split(path: Path) -> ArtistSplit:
         split = json.loads((path / SPLIT).read_text())
         train = np.asarray(split["train"], dtype=np.int64)
         evaluation = np.asarray(split["eval"], dtype=np.int64)
+        validation = np.asarray(split.get("validation", []), dtype=np.int64)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"model bundle {path}: {SPLIT} unreadable ({exc})") from exc
-    if np.intersect1d(train, evaluation).size:
+    if np.intersect1d(train, evaluation).size or np.intersect1d(validation, evaluation).size:
         raise BundleError(f"model bundle {path}: training and evaluation artists overlap")
-    return ArtistSplit(train=train, eval=evaluation)
+    return ArtistSplit(train=train, eval=evaluation, validation=validation)

@@ -5,10 +5,12 @@ musicsim train --data data/demo --triplets random --out models/default
 musicsim evaluate --data data/demo --model models/default --json
 musicsim paper --data data/demo --out models/paper
 musicsim fetch-fma --out data/fma
+musicsim compare --data data/demo --config configs/paper-random.toml --config configs/lda.toml
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.audio import EXCERPT_SECONDS
+from training.compare import METRICS, compare_runs, fit_run, load_run_spec, summary_markdown
 from training.evaluate import SpaceScore
 from training.extraction import ClusterError, extract_catalogue, find_audio_files
 from training.fetch import (
@@ -42,6 +45,7 @@ from training.fetch import (
     check_sha1,
     fetch_fma,
 )
+from training.figures import plot_metrics, plot_size_sweep
 from training.fma import Catalogue, FMAFormatError, load_catalogue
 from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
 from training.report import REPORT_DIR, write_run_report
@@ -59,6 +63,12 @@ DataOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option(help="Seed of the artist split, sampler and weights")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+EveryTrackOption = Annotated[
+    bool,
+    typer.Option(
+        "--every-track", help="Every evaluation track is a query, not one random track per artist"
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -98,12 +108,14 @@ def epoch_progress(labels: list[str], epochs: int):
 
 def print_scores(rows: list[SpaceScore], *, title: str, paper: dict[str, float] | None = None):
     table = Table(title=title)
-    for column in ("space", "mean AUC", "queries", "songs"):
+    for column in ("space", "mean AUC", "mAP", "recall@10", "nDCG@10", "queries", "songs"):
         table.add_column(column)
     if paper:
         table.add_column("paper (full FMA)")
     for row in rows:
-        cells = [row.space, f"{row.mean_auc:.3f}", str(row.n_queries), str(row.n_songs)]
+        cells = [row.space, f"{row.mean_auc:.3f}", f"{row.mean_average_precision:.3f}"]
+        cells += [f"{row.recall_at_10:.3f}", f"{row.ndcg_at_10:.3f}"]
+        cells += [str(row.n_queries), str(row.n_songs)]
         if paper:
             cells.append(f"{paper[row.space]:.3f}" if row.space in paper else "")
         table.add_row(*cells)
@@ -131,6 +143,7 @@ def demo_data(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: DataOption,
     out: Annotated[Path, typer.Option(help="Bundle folder to write, e.g. models/NAME")],
     triplets: Annotated[str, typer.Option(help="random or genre")] = "random",
@@ -141,19 +154,30 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = TrainConfig.lr,
     width: Annotated[int, typer.Option(help="Width of both layers")] = TrainConfig.width,
     seed: SeedOption = TrainConfig.seed,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML run configuration (see `musicsim compare`); options given here override it",
+        ),
+    ] = None,
 ) -> None:
-    """Train a triplet network and save it as a bundle with its z-score statistics."""
+    """Train a triplet network (or a linear metric) and save it as a bundle."""
+    flags = dict(
+        triplets=triplets,
+        epochs=epochs,
+        triplets_per_epoch=triplets_per_epoch,
+        batch_size=batch_size,
+        margin=margin,
+        lr=lr,
+        width=width,
+        seed=seed,
+    )
+    if config_file is not None:
+        train_from_config(ctx, data=data, out=out, config_file=config_file, flags=flags)
+        return
     try:
-        config = TrainConfig(
-            triplets=triplets,  # type: ignore[arg-type]
-            epochs=epochs,
-            triplets_per_epoch=triplets_per_epoch,
-            batch_size=batch_size,
-            margin=margin,
-            lr=lr,
-            width=width,
-            seed=seed,
-        )
+        config = TrainConfig(**flags)  # type: ignore[arg-type]
     except ValueError as exc:
         raise fail(str(exc)) from exc
     catalogue = read_catalogue(data)
@@ -176,14 +200,44 @@ def train(
     console.print(f"wrote the report with its figures to {report}")
 
 
+def train_from_config(
+    ctx: typer.Context, *, data: Path, out: Path, config_file: Path, flags: dict
+) -> None:
+    """`musicsim train --config`: the file's configuration, then the flags typed on the line."""
+    typed = {
+        name: value
+        for name, value in flags.items()
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    }
+    try:
+        spec = load_run_spec(config_file)
+        config = dataclasses.replace(spec.config, **typed)
+    except (ValueError, TypeError) as exc:
+        raise fail(str(exc)) from exc
+    catalogue = read_catalogue(data)
+    console.print(f"training {spec.name} ({type(config).__name__}) from {config_file}")
+    try:
+        run = fit_run(catalogue, config)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    rows = evaluate_run(catalogue, run, seed=config.seed)
+    metrics = {"evaluation": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}
+    save_bundle(
+        run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics, name=spec.name
+    )
+    print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
+    console.print(f"saved bundle to {out}")
+
+
 @app.command()
 def evaluate(
     data: DataOption,
     model: Annotated[Path, typer.Option(help="Bundle folder, e.g. models/default")],
     seed: Annotated[int, typer.Option(help="Seed of the query draw")] = 0,
     as_json: JsonOption = False,
+    every_track: EveryTrackOption = False,
 ) -> None:
-    """Mean AUC of raw, z-scored and the model's space on the model's evaluation artists."""
+    """Retrieval scores of raw, z-scored and the model's space on its evaluation artists."""
     try:
         bundle = load_bundle(model)
     except BundleError as exc:
@@ -192,7 +246,7 @@ def evaluate(
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")
     try:
-        rows = evaluate_run(catalogue, bundle, seed=seed)
+        rows = evaluate_run(catalogue, bundle, seed=seed, every_track=every_track)
     except ValueError as exc:
         raise fail(f"{exc} (are these the model's data?)") from exc
     if as_json:
@@ -238,6 +292,98 @@ def paper(
         print(json.dumps(table.as_json()))
     else:
         print_scores(table.rows, title=f"Table 1 on {data}", paper=PAPER_TABLE1)
+
+
+def parse_sizes(values: list[str]) -> list[int | None]:
+    """--train-artists values: positive integers, or "all" (None)."""
+    sizes: list[int | None] = []
+    for value in values:
+        if value == "all":
+            sizes.append(None)
+        elif value.isdigit() and int(value) >= 2:
+            sizes.append(int(value))
+        else:
+            raise fail(f"--train-artists takes integers of at least 2 or 'all', got {value!r}")
+    return sizes
+
+
+@app.command()
+def compare(
+    data: DataOption,
+    configs: Annotated[
+        list[Path], typer.Option("--config", help="TOML run configuration; repeat for several")
+    ],
+    seeds: Annotated[int, typer.Option(min=1, help="Run seeds 0..N-1 (split and training)")] = 5,
+    first_seed: Annotated[
+        int, typer.Option(min=0, help="Start at this seed: runs first..first+N-1")
+    ] = 0,
+    train_artists: Annotated[
+        list[str] | None,
+        typer.Option(help="Training-artist counts to sweep, e.g. 50 200 all; repeat the option"),
+    ] = None,
+    every_track: EveryTrackOption = False,
+    baselines: Annotated[bool, typer.Option(help="Also score raw and z-scored features")] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for comparison.json and the PNG figures")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train and evaluate several configurations over the same seeds and splits."""
+    try:
+        specs = [load_run_spec(path) for path in configs]
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    sizes = parse_sizes(train_artists or ["all"])
+    catalogue = read_catalogue(data)
+
+    def on_run(record: dict) -> None:
+        console.print(
+            f"seed {record['seed']} artists {record['train_artists']} {record['name']}: "
+            f"AUC {record['mean_auc']:.4f} mAP {record['mean_average_precision']:.4f} "
+            f"({record['seconds']:.0f} s)"
+        )
+
+    try:
+        result = compare_runs(
+            catalogue,
+            specs,
+            seeds=list(range(first_seed, first_seed + seeds)),
+            train_artists=sizes,
+            every_track=every_track,
+            baselines=baselines,
+            on_run=on_run,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    summary = result.summary()
+    print_summary(summary, title=f"{len(specs)} configurations on {data}, {seeds} seeds")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        (out / "summary.md").write_text(summary_markdown(summary))
+        plot_metrics(summary, path=out / "comparison-metrics.png")
+        if len(sizes) > 1:
+            plot_size_sweep(summary, path=out / "comparison-size-sweep.png")
+            plot_size_sweep(
+                summary, path=out / "comparison-size-sweep-map.png", metric="mean_average_precision"
+            )
+        console.print(f"wrote comparison.json, summary.md and figures to {out}")
+    if as_json:
+        print(json.dumps(result.as_json()))
+
+
+def print_summary(summary: list[dict], *, title: str) -> None:
+    table = Table(title=title)
+    for column in ("configuration", "training artists", "seeds", "mean AUC", "mAP"):
+        table.add_column(column)
+    for column in ("recall@10", "nDCG@10", "seconds"):
+        table.add_column(column)
+    for row in summary:
+        cells = [row["name"], str(row["train_artists"]), str(row["n_seeds"])]
+        for metric in (*METRICS, "seconds"):
+            cells.append(f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f}")
+        table.add_row(*cells)
+    console.print(table)
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """The paper's evaluation: artist-retrieval mean AUC of several spaces on the same queries.
 
-Queries (one random track per evaluation artist) are drawn once per seed and
-shared by every space, so rows of one table compare like with like.
+Queries (one random track per evaluation artist, or with `all_queries` every
+evaluation track whose artist has another) are drawn once per seed and shared by
+every space, so rows of one table compare like with like. Each row holds the
+paper's mean AUC and, from the same rankings, mAP, recall@10 and nDCG@10.
 
     >>> rows = evaluate_spaces(features, artist_ids, spaces=standard_spaces(bundle), seed=0)
     >>> [(r.space, r.mean_auc) for r in rows]
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.data import ArtistSplit, ZScore
-from training.metrics import draw_queries, mean_auc
-from training.model import TripletMLP, embed
+from training.metrics import all_queries, draw_queries, retrieval_scores
+from training.model import Embedder, embed
 
 # A space maps raw (n, 518) features to the vectors whose L2 distances rank songs.
 Space = Callable[[np.ndarray], np.ndarray]
@@ -28,9 +30,19 @@ class SpaceScore:
     mean_auc: float
     n_queries: int
     n_songs: int
+    mean_average_precision: float = float("nan")
+    recall_at_10: float = float("nan")
+    ndcg_at_10: float = float("nan")
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"space": self.space, "mean_auc": self.mean_auc, "n_queries": self.n_queries}
+        return {
+            "space": self.space,
+            "mean_auc": self.mean_auc,
+            "n_queries": self.n_queries,
+            "mean_average_precision": self.mean_average_precision,
+            "recall_at_10": self.recall_at_10,
+            "ndcg_at_10": self.ndcg_at_10,
+        }
 
 
 def baseline_spaces(zscore: ZScore) -> dict[str, Space]:
@@ -38,27 +50,48 @@ def baseline_spaces(zscore: ZScore) -> dict[str, Space]:
     return {"raw": lambda x: np.asarray(x, dtype=np.float32), "zscore": zscore.apply}
 
 
-def model_space(model: TripletMLP, zscore: ZScore) -> Space:
+def model_space(model: Embedder, zscore: ZScore) -> Space:
     """The learned space: z-score with the training statistics, then the network."""
     return lambda x: embed(model, zscore.apply(x))
 
 
-def standard_spaces(model: TripletMLP, zscore: ZScore) -> dict[str, Space]:
+def standard_spaces(model: Embedder, zscore: ZScore) -> dict[str, Space]:
     """raw, zscore and model: what `musicsim evaluate` and POST /evaluate compare."""
     return {**baseline_spaces(zscore), "model": model_space(model, zscore)}
 
 
 def evaluate_spaces(
-    features: np.ndarray, artist_ids: np.ndarray, *, spaces: dict[str, Space], seed: int
+    features: np.ndarray,
+    artist_ids: np.ndarray,
+    *,
+    spaces: dict[str, Space],
+    seed: int,
+    every_track: bool = False,
 ) -> list[SpaceScore]:
-    """Mean AUC of each space over the given (evaluation) songs."""
-    queries = draw_queries(artist_ids, rng=np.random.default_rng(seed))
+    """Retrieval scores of each space over the given (evaluation) songs.
+
+    every_track: every track with a same-artist track is a query, not one per artist.
+    """
+    if every_track:
+        queries = all_queries(artist_ids)
+    else:
+        queries = draw_queries(artist_ids, rng=np.random.default_rng(seed))
     if len(queries) == 0:
         raise ValueError("no artist has two songs: nothing to evaluate")
     rows = []
     for name, space in spaces.items():
-        score = mean_auc(space(features), artist_ids, queries)
-        rows.append(SpaceScore(name, score.mean_auc, score.n_queries, score.n_songs))
+        score = retrieval_scores(space(features), artist_ids, queries, k=10)
+        rows.append(
+            SpaceScore(
+                name,
+                score.mean_auc,
+                score.n_queries,
+                score.n_songs,
+                mean_average_precision=score.mean_average_precision,
+                recall_at_10=score.recall_at_k,
+                ndcg_at_10=score.ndcg_at_k,
+            )
+        )
     return rows
 
 
@@ -67,10 +100,11 @@ def evaluate_on_split(
     artist_ids: np.ndarray,
     *,
     split: ArtistSplit,
-    model: TripletMLP,
+    model: Embedder,
     zscore: ZScore,
     seed: int,
     spaces: tuple[str, ...] = ("raw", "zscore", "model"),
+    every_track: bool = False,
 ) -> list[SpaceScore]:
     """The paper's evaluation of a trained model: its evaluation artists' songs only.
 
@@ -79,4 +113,6 @@ def evaluate_on_split(
     mask = split.eval_mask(artist_ids)
     available = standard_spaces(model, zscore)
     chosen = {name: available[name] for name in spaces}
-    return evaluate_spaces(features[mask], artist_ids[mask], spaces=chosen, seed=seed)
+    return evaluate_spaces(
+        features[mask], artist_ids[mask], spaces=chosen, seed=seed, every_track=every_track
+    )

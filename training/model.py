@@ -1,7 +1,8 @@
-"""The paper's triplet network: a two-layer MLP mapping z-scored features to an embedding.
+"""The embedding models: the paper's triplet MLP and a learned linear projection.
 
-The configuration is a dataclass that the bundle's manifest stores, so a saved
-model is rebuilt as `TripletMLP(ModelConfig(**manifest["model"]))`.
+Each model's configuration is a dataclass that the bundle's manifest stores, so
+a saved model is rebuilt as `TripletMLP(ModelConfig(**manifest["model"]))` (or
+`LinearProjection(LinearConfig(...))` when the manifest's architecture is "linear").
 
     >>> model = TripletMLP(ModelConfig())
     >>> model(torch.zeros(4, 518)).shape
@@ -26,30 +27,84 @@ _EMBED_BATCH = 8192
 class ModelConfig:
     n_features: int = N_FEATURES  # input width: FMA's 518 features
     width: int = N_FEATURES  # both layers are 518 wide in the paper
+    # Beyond the paper; the defaults rebuild its network exactly (and old manifests,
+    # which lack these keys, load unchanged).
+    embedding_dim: int | None = None  # output width; None: `width`, as in the paper
+    depth: int = 2  # linear layers: paper 2 (sigmoid hidden, tanh output)
+    dropout: float = 0.0  # dropout before each linear layer but the first
+    l2_normalize: bool = False  # project embeddings onto the unit sphere
+
+    def __post_init__(self) -> None:
+        if self.depth < 1 or self.width < 1 or (self.embedding_dim or 1) < 1:
+            raise ValueError("depth, width and embedding_dim must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim or self.width
 
 
 class TripletMLP(nn.Module):
-    """Linear -> sigmoid -> linear -> tanh, as in the paper."""
+    """Linear -> sigmoid -> ... -> linear -> tanh; the paper's is two layers of 518."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.net = nn.Sequential(
-            nn.Linear(config.n_features, config.width),
-            nn.Sigmoid(),
-            nn.Linear(config.width, config.width),
-            nn.Tanh(),
-        )
+        widths = [config.n_features] + [config.width] * (config.depth - 1) + [config.output_dim]
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            # No Dropout module when dropout is 0, so parameter names match the paper's
+            # network and old bundles load.
+            if i > 0 and config.dropout > 0:
+                layers.append(nn.Dropout(config.dropout))
+            layers.append(nn.Linear(n_in, n_out))
+            layers.append(nn.Tanh() if i == config.depth - 1 else nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, n_features) z-scored features -> (batch, width) embeddings."""
-        return self.net(x)
+        """(batch, n_features) z-scored features -> (batch, embedding_dim) embeddings."""
+        out = self.net(x)
+        if self.config.l2_normalize:
+            out = nn.functional.normalize(out, dim=1)
+        return out
 
 
-def embed(model: TripletMLP, x: np.ndarray) -> np.ndarray:
-    """Run the network on (n, n_features) z-scored inputs in batches, without gradients."""
+@dataclass(frozen=True)
+class LinearConfig:
+    n_features: int = N_FEATURES
+    embedding_dim: int = 64
+
+
+class LinearProjection(nn.Module):
+    """x -> x W^T: a learned Mahalanobis metric (LDA, NCA) as an embedding."""
+
+    def __init__(self, config: LinearConfig):
+        super().__init__()
+        self.config = config
+        self.projection = nn.Linear(config.n_features, config.embedding_dim, bias=False)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_features) z-scored features -> (batch, embedding_dim)."""
+        return self.projection(x)
+
+
+# Anything a bundle can hold: both map z-scored features to vectors compared by L2.
+Embedder = TripletMLP | LinearProjection
+
+
+def embed(model: Embedder, x: np.ndarray) -> np.ndarray:
+    """Run the model on (n, n_features) z-scored inputs in batches, without gradients."""
     model.eval()
-    out = np.empty((len(x), model.config.width), dtype=np.float32)
+    out = np.empty((len(x), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), _EMBED_BATCH):
             chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + _EMBED_BATCH]))

@@ -19,7 +19,7 @@ from training.evaluate import (
     model_space,
 )
 from training.fma import Catalogue
-from training.model import TripletMLP
+from training.model import Embedder
 from training.train import EpochCallback, TrainConfig, TrainedRun, train_on_catalogue
 
 # Table 1 of the paper (full FMA, 2,529 rankings of 25,290 songs).
@@ -47,12 +47,14 @@ class Table1:
 class Trained(Protocol):
     """What evaluation needs of a model: a fresh TrainedRun and a loaded Bundle both have it."""
 
-    model: TripletMLP
+    model: Embedder
     zscore: ZScore
     split: ArtistSplit
 
 
-def evaluate_run(catalogue: Catalogue, run: Trained, *, seed: int) -> list[SpaceScore]:
+def evaluate_run(
+    catalogue: Catalogue, run: Trained, *, seed: int, every_track: bool = False
+) -> list[SpaceScore]:
     """raw, zscore and the run's model on the run's evaluation artists."""
     return evaluate_on_split(
         catalogue.features,
@@ -61,6 +63,7 @@ def evaluate_run(catalogue: Catalogue, run: Trained, *, seed: int) -> list[Space
         model=run.model,
         zscore=run.zscore,
         seed=seed,
+        every_track=every_track,
     )
 
 

@@ -1,4 +1,5 @@
-"""POST /evaluate: the paper's mean AUC on the catalogue or on a posted labelled set."""
+"""POST /evaluate: the paper's mean AUC, mAP, recall@10 and nDCG@10 on the catalogue
+or on a posted labelled set."""
 
 from __future__ import annotations
 
@@ -43,11 +44,18 @@ def evaluate_catalogue(
             zscore=bundle.zscore,
             seed=body.seed,
             spaces=(body.space,),
+            every_track=body.every_track,
         )
     except ValueError as exc:
         raise HTTPException(422, f"cannot evaluate: {exc}") from exc
     if row.n_queries == 0:
         raise HTTPException(422, "cannot evaluate: every song is by the same artist")
     return EvaluateOut(
-        mean_auc=row.mean_auc, n_queries=row.n_queries, n_songs=row.n_songs, space=row.space
+        mean_auc=row.mean_auc,
+        n_queries=row.n_queries,
+        n_songs=row.n_songs,
+        space=row.space,
+        mean_average_precision=row.mean_average_precision,
+        recall_at_10=row.recall_at_10,
+        ndcg_at_10=row.ndcg_at_10,
     )

@@ -36,7 +36,7 @@ def start(engine, bundle, cache, *, spec=None, model_sha256=None):
         index = build_index(
             session,
             embed,
-            bundle.model.config.width,
+            bundle.embedding_dim,
             spec=spec,
             cache=cache,
             model_sha256=model_sha256 or bundle.manifest_sha256,

@@ -108,7 +108,8 @@ def test_evaluate_equals_the_command_line(
     rows = {r["space"]: r for r in json.loads(result.stdout)["rows"]}
     for space in ("raw", "zscore", "model"):
         body = client.post("/evaluate", json={"space": space, "seed": 0}).json()
-        assert body["mean_auc"] == rows[space]["mean_auc"]
+        for metric in ("mean_auc", "mean_average_precision", "recall_at_10", "ndcg_at_10"):
+            assert body[metric] == rows[space][metric]
         assert body["n_queries"] == rows[space]["n_queries"]
         assert body["n_songs"] == json.loads(result.stdout)["n_songs"]
 
@@ -126,7 +127,18 @@ def test_evaluate_scores_a_posted_labelled_set(client):
         for _ in range(3)
     ]
     body = client.post("/evaluate", json={"space": "raw", "songs": songs}).json()
-    assert body == {"mean_auc": 1.0, "n_queries": 2, "n_songs": 6, "space": "raw"}
+    # Each query's two same-artist songs come first: AP, recall@10 and nDCG@10 are 1.
+    assert body == {
+        "mean_auc": 1.0,
+        "n_queries": 2,
+        "n_songs": 6,
+        "space": "raw",
+        "mean_average_precision": 1.0,
+        "recall_at_10": 1.0,
+        "ndcg_at_10": 1.0,
+    }
+    every = client.post("/evaluate", json={"space": "raw", "songs": songs, "every_track": True})
+    assert every.json()["n_queries"] == 6 and every.json()["mean_auc"] == 1.0
 
 
 def test_the_migration_creates_the_schema_from_empty(tmp_path):

@@ -85,26 +85,31 @@ def test_a_worker_that_dies_loses_only_its_in_flight_file(cluster, tmp_path):
     address, client = cluster
     pids = client.run(os.getpid)
     out = tmp_path / "out"
-    killed = []
+    killed: list[str] = []
 
-    def kill_a_busy_worker_once(path, reason):
+    def kill_the_busy_workers_once(path, reason):
+        # At the first report made while some worker is analysing a file, kill every busy
+        # worker (a worker may finish between the look and the kill: then it loses nothing).
         if killed:
             return
         busy = [worker for worker, keys in client.processing().items() if keys]
-        os.kill(pids[busy[0]], signal.SIGKILL)  # the nanny starts a new worker
-        killed.append(busy[0])
+        for worker in busy:
+            os.kill(pids[worker], signal.SIGKILL)  # the nanny starts a new worker
+        killed.extend(busy)
 
     first = extract_catalogue(
-        paths=CLIPS, out_dir=out, scheduler=address, on_file=kill_a_busy_worker_once
+        paths=CLIPS, out_dir=out, scheduler=address, on_file=kill_the_busy_workers_once
     )
     assert killed
-    assert len(first.skipped) == 1 and "worker analysing it died" in first.skipped[0][1]
-    assert first.written == len(CLIPS) - 1
-    assert len(journal_paths(out)) == len(CLIPS) - 1  # every other result was kept
+    lost = len(first.skipped)
+    assert 0 < lost <= len(killed)  # at most one file in flight per killed worker
+    assert all("worker analysing it died" in reason for _, reason in first.skipped)
+    assert first.written == len(CLIPS) - lost
+    assert len(journal_paths(out)) == len(CLIPS) - lost  # every other result was kept
 
     second = extract_catalogue(paths=CLIPS, out_dir=out, scheduler=address)
-    assert (second.written, second.skipped, second.reused) == (len(CLIPS), [], len(CLIPS) - 1)
-    assert len(journal_paths(out)) == len(CLIPS)  # only the lost file was analysed again
+    assert (second.written, second.skipped, second.reused) == (len(CLIPS), [], len(CLIPS) - lost)
+    assert len(journal_paths(out)) == len(CLIPS)  # only the lost files were analysed again
 
 
 def test_a_torn_last_journal_line_is_dropped_and_its_file_redone(tmp_path):

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from training.metrics import auc_per_query, draw_queries, mean_auc
+from training.metrics import (
+    all_queries,
+    auc_per_query,
+    draw_queries,
+    mean_auc,
+    per_query_scores,
+    retrieval_scores,
+)
 
 
 def brute_force_auc(points: np.ndarray, artists: np.ndarray, query: int) -> float:
@@ -71,3 +78,39 @@ def test_chunking_does_not_change_results():
         [auc_per_query(points, artists, queries[i : i + 1]) for i in range(len(queries))]
     )
     np.testing.assert_allclose(whole, one_by_one)
+
+
+# One query at 0 (artist 0); others on a line: ranked B A B A B by distance.
+LINE = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+LINE_ARTISTS = np.array([0, 1, 0, 1, 0, 1])
+
+
+def test_ranked_metrics_equal_hand_computed_values():
+    got = per_query_scores(LINE, LINE_ARTISTS, np.array([0]), k=2)
+    # Relevant at ranks 2 and 4: precisions 1/2 and 2/4.
+    assert got["ap"][0] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    # One of the two relevant songs in the top 2.
+    assert got["recall"][0] == pytest.approx(0.5)
+    # DCG@2 = 1/log2(3); ideal: 1/log2(2) + 1/log2(3).
+    assert got["ndcg"][0] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    # 3 of the 6 positive/negative pairs have the negative closer.
+    assert got["auc"][0] == pytest.approx(0.5)
+
+
+def test_ranked_metrics_at_ten_count_the_whole_short_list():
+    score = retrieval_scores(LINE, LINE_ARTISTS, np.array([0]), k=10)
+    assert score.recall_at_k == pytest.approx(1.0)
+    ideal = 1 + 1 / np.log2(3)
+    assert score.ndcg_at_k == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / ideal)
+    assert score.mean_average_precision == pytest.approx(0.5) and score.n_queries == 1
+
+
+def test_a_perfect_ranking_scores_one_everywhere():
+    points = np.array([[0.0], [0.1], [0.2], [9.0], [9.1]])
+    score = retrieval_scores(points, np.array([0, 0, 0, 1, 1]), np.arange(5), k=10)
+    assert (score.mean_auc, score.mean_average_precision) == (1.0, 1.0)
+    assert (score.recall_at_k, score.ndcg_at_k) == (1.0, 1.0)
+
+
+def test_every_track_queries_skip_single_track_artists():
+    assert all_queries(np.array([7, 3, 7, 5, 3, 3])).tolist() == [0, 1, 2, 4, 5]
