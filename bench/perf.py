@@ -68,24 +68,27 @@ def main() -> None:
     work = args.work
     catalogue_dir = _catalogue(work)
     model = work / "paper-model"
-    sections = []
+    header = _header()
+
+    def record(section: tuple[str, str]) -> None:
+        # Written as soon as measured: a later part's failure loses nothing.
+        title, body = section
+        text = "\n".join([title, "", header, "", body, ""])
+        print(text, flush=True)
+        if args.write:
+            write_section(title, text)
+
     if "offline" in args.parts:
-        sections.append(_offline(catalogue_dir, model))
+        record(_offline(catalogue_dir, model))
     if not (model / "manifest.json").exists():
         sys.exit(f"no model in {model}: run the offline part first")
     database = work / "perf.db"
     if "startup" in args.parts or not database.exists():
-        sections.append(_startup(work, catalogue_dir, model, database))
+        record(_startup(work, catalogue_dir, model, database))
     if "serve" in args.parts:
-        sections.append(_serve(work, model, database, clients=args.clients))
+        record(_serve(work, model, database, clients=args.clients))
     if "indexes" in args.parts:
-        sections.append(_indexes(work, model, database))
-    header = _header()
-    for title, body in sections:
-        text = "\n".join([title, "", header, "", body, ""])
-        print(text)
-        if args.write:
-            write_section(title, text)
+        record(_indexes(work, model, database))
 
 
 def _arguments() -> argparse.Namespace:
@@ -104,7 +107,8 @@ def _arguments() -> argparse.Namespace:
 
 
 def _header() -> str:
-    command = shlex.join([".venv/bin/python", "bench/perf.py", *sys.argv[1:]])
+    script = f"bench/{Path(sys.argv[0]).name}"
+    command = shlex.join([".venv/bin/python", script, *sys.argv[1:]])
     return f"Measured {dt.date.today().isoformat()} with `{command}` on {_machine()}."
 
 
@@ -253,7 +257,7 @@ def _serve(work: Path, model: Path, database: Path, *, clients: int) -> tuple[st
     env = _env(database, model, work / "perf-index-cache")
     with Server(work, env) as server:
         http_get, http_post = _http_latencies(server.url, rows.ids[picks], features[picks])
-        load = _load(server.url, rows.ids, clients=clients, duration=30.0, cap=10**6)
+        load = _load([server.url], rows.ids, clients=clients, duration=30.0, cap=10**6)
         peak = _proc_status_kib(server.process.pid, "VmHWM")
     direct_get, direct_post = _faiss_latencies(embeddings, features[picks], picks, bundle)
     numpy_get = _numpy_latencies(embeddings, picks)

@@ -106,7 +106,7 @@ def load_catalogue(*, data_dir: Path, cache_dir: Path | None = None) -> Catalogu
         if not path.is_file():
             raise FMAFormatError(path, "file not found")
     tracks_path, features_path, genres_path = paths
-    hashes = {path.name: file_sha256(path) for path in paths}
+    hashes = {path.name: remembered_sha256(path, cache_dir) for path in paths}
     track_ids, features = load_features(
         path=features_path, sha256=hashes[FEATURES_FILE], cache_dir=cache_dir
     )
@@ -145,6 +145,31 @@ def _fingerprint(hashes: dict[str, str]) -> str:
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def remembered_sha256(path: Path, cache_dir: Path | None = None) -> str:
+    """The file's SHA-256, recomputed only when its size or modification time changed.
+
+    Hashing FMA's 951 MB features.csv costs seconds, more than loading the parsed
+    cache; like git's index and make, a file whose size and mtime (to the
+    nanosecond) are unchanged is taken to be unchanged.
+    """
+    stat = path.stat()
+    memo_path = _cache_path(path, cache_dir, "sha256").with_suffix(".json")
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        memo = json.loads(memo_path.read_text())
+        if {k: memo.get(k) for k in stamp} == stamp and len(memo.get("sha256", "")) == 64:
+            return memo["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or unreadable: hash the file
+    sha256 = file_sha256(path)
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        memo_path.write_text(json.dumps({**stamp, "sha256": sha256}))
+    except OSError:
+        pass  # a read-only data folder just means hashing every time
+    return sha256
 
 
 # --- header validation -----------------------------------------------------------

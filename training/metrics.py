@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 # Queries ranked per block: bounds memory at chunk x n_songs float64 values.
 _QUERY_CHUNK = 256
@@ -59,7 +58,11 @@ def squared_distances(queries: np.ndarray, songs: np.ndarray) -> np.ndarray:
     """
     q = np.asarray(queries, dtype=np.float64)
     s = np.asarray(songs, dtype=np.float64)
-    d = (q * q).sum(1)[:, None] + (s * s).sum(1)[None, :] - 2.0 * (q @ s.T)
+    return _squared_distances(q, s, (s * s).sum(1))
+
+
+def _squared_distances(q: np.ndarray, s: np.ndarray, s_norms: np.ndarray) -> np.ndarray:
+    d = (q * q).sum(1)[:, None] + s_norms[None, :] - 2.0 * (q @ s.T)
     return np.maximum(d, 0.0)
 
 
@@ -88,65 +91,70 @@ def per_query_scores(
     Each value has shape (n_queries,); NaN where the metric is undefined (no
     relevant or no irrelevant song).
     """
-    embeddings = np.asarray(embeddings)
+    embeddings = np.asarray(embeddings, dtype=np.float64)  # once, not per block
+    norms = (embeddings * embeddings).sum(1)
     artist_ids = np.asarray(artist_ids)
     queries = np.asarray(queries, dtype=np.int64)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     out = {name: np.empty(len(queries), dtype=np.float64) for name in names}
     for start in range(0, len(queries), _QUERY_CHUNK):
         block = queries[start : start + _QUERY_CHUNK]
-        for name, values in _score_block(embeddings, artist_ids, block, k, ranked).items():
+        for name, values in _score_block(embeddings, norms, artist_ids, block, k, ranked).items():
             out[name][start : start + len(block)] = values
     return out
 
 
 def _score_block(
-    embeddings: np.ndarray, artist_ids: np.ndarray, block: np.ndarray, k: int, ranked: bool
+    embeddings: np.ndarray,
+    norms: np.ndarray,
+    artist_ids: np.ndarray,
+    block: np.ndarray,
+    k: int,
+    ranked: bool,
 ) -> dict[str, np.ndarray]:
-    dist = squared_distances(embeddings[block], embeddings)
-    rows = np.arange(len(block))
-    # The query itself is neither relevant nor irrelevant: pushing it to +inf puts it
-    # last, which leaves the (mid)ranks of every other song unchanged.
-    dist[rows, block] = np.inf
-    relevant = artist_ids[None, :] == artist_ids[block][:, None]
-    relevant[rows, block] = False
-    n_pos = relevant.sum(1).astype(np.float64)
-    n_neg = len(artist_ids) - 1 - n_pos
-    undefined = (n_pos == 0) | (n_neg == 0)
-    scores = {"auc": _auc(dist, relevant, n_pos, n_neg)}
-    if ranked:
-        order = np.argsort(dist, axis=1, kind="stable")
-        hits = np.take_along_axis(relevant, order, axis=1)[:, : len(artist_ids) - 1]
-        scores |= _ranked_scores(hits, n_pos, k)
-    for values in scores.values():
-        values[undefined] = np.nan
+    dist = _squared_distances(embeddings[block], embeddings, norms)
+    names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
+    scores = {name: np.full(len(block), np.nan) for name in names}
+    for row, query in enumerate(block):
+        for name, value in _score_query(dist[row], artist_ids, int(query), k).items():
+            if name in scores:
+                scores[name][row] = value
     return scores
 
 
-def _auc(dist: np.ndarray, relevant: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray):
-    ranks = rankdata(dist, method="average", axis=1)  # ascending distance, ties averaged
-    rank_sum = np.where(relevant, ranks, 0.0).sum(1)
-    # Mann-Whitney: pairs where a negative is closer than a positive (ties half).
-    closer_negatives = rank_sum - n_pos * (n_pos + 1) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 1.0 - closer_negatives / (n_pos * n_neg)
+def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -> dict[str, float]:
+    """All metrics of one query's ranking, from comparisons with its few relevant songs.
 
-
-def _ranked_scores(hits: np.ndarray, n_pos: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """hits: (n_queries, n_songs - 1) bool, relevance of each song in ranked order."""
-    positions = np.arange(1, hits.shape[1] + 1, dtype=np.float64)
-    found = np.cumsum(hits, axis=1)
-    top = hits[:, :k]
-    discounts = 1.0 / np.log2(positions[: top.shape[1]] + 1.0)
-    # The ideal ranking puts min(n_pos, k) relevant songs first.
-    ideal = np.cumsum(discounts)[np.minimum(n_pos, top.shape[1]).astype(np.int64) - 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            # Precision at each relevant song's position, averaged over relevant songs.
-            "ap": np.where(hits, found / positions, 0.0).sum(1) / n_pos,
-            "recall": top.sum(1) / n_pos,
-            "ndcg": (top * discounts).sum(1) / ideal,
-        }
+    No full sort: each relevant song's rank is the number of songs strictly closer,
+    plus those at the same distance listed before it (a stable sort's order), and
+    the AUC counts closer irrelevant songs, ties as half (the Mann-Whitney U).
+    """
+    relevant = np.flatnonzero(artist_ids == artist_ids[query])
+    relevant = relevant[relevant != query]  # the query is neither relevant nor irrelevant
+    n_pos, n_neg = len(relevant), len(artist_ids) - 1 - len(relevant)
+    if n_pos == 0 or n_neg == 0:
+        return {}
+    dist = dist.copy()
+    dist[query] = np.inf  # last of all: no other song's rank changes
+    d_pos = dist[relevant]
+    closer = (dist[None, :] < d_pos[:, None]).sum(1)  # songs strictly closer
+    # Ties are few (each relevant song ties with itself): work on their coordinates.
+    tie_row, tie_col = np.nonzero(dist[None, :] == d_pos[:, None])
+    tied = np.bincount(tie_row, minlength=n_pos)  # includes the song itself
+    tied_before = np.bincount(tie_row[tie_col < relevant[tie_row]], minlength=n_pos)
+    pos_closer = (d_pos[None, :] < d_pos[:, None]).sum(1)
+    pos_tied = (d_pos[None, :] == d_pos[:, None]).sum(1)
+    closer_negatives = (closer - pos_closer) + 0.5 * (tied - pos_tied)
+    ranks = np.sort(closer + tied_before + 1).astype(np.float64)  # 1-based, ascending
+    found = np.arange(1, n_pos + 1, dtype=np.float64)  # relevant songs up to each one
+    in_top = ranks <= k
+    discounts = 1.0 / np.log2(np.arange(1, min(n_pos, k) + 1) + 1.0)
+    return {
+        "auc": 1.0 - closer_negatives.sum() / (n_pos * n_neg),
+        "ap": float((found / ranks).mean()),
+        "recall": in_top.sum() / n_pos,
+        "ndcg": float((1.0 / np.log2(ranks[in_top] + 1.0)).sum() / discounts.sum()),
+    }
 
 
 def mean_auc(embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray) -> RetrievalScore:

@@ -1,5 +1,8 @@
 """The FMA loader: round trip against pandas, the cache, and errors on broken files."""
 
+import hashlib
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import pytest
 
 from training import fma
 from training.features import FEATURE_COLUMNS
-from training.fma import FMAFormatError, load_catalogue
+from training.fma import FMAFormatError, load_catalogue, remembered_sha256
 
 
 @pytest.fixture
@@ -129,3 +132,15 @@ def test_empty_or_binary_files_are_named(data_dir, name, content):
     (data_dir / name).write_bytes(content)
     with pytest.raises(FMAFormatError, match=name):
         load_catalogue(data_dir=data_dir)
+
+
+def test_a_files_hash_is_remembered_until_its_size_or_mtime_changes(tmp_path):
+    path = tmp_path / "features.csv"
+    path.write_bytes(b"first content")
+    first = remembered_sha256(path)
+    assert first == hashlib.sha256(b"first content").hexdigest()
+    memo = next((tmp_path / ".musicsim-cache").glob("*.json"))
+    assert json.loads(memo.read_text())["sha256"] == first
+    path.write_bytes(b"other content")  # same size: only the mtime tells them apart
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert remembered_sha256(path) == hashlib.sha256(b"other content").hexdigest()
