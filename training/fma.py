@@ -233,7 +233,7 @@ def load_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(track_ids int64 (n,), features float32 (n, 518)) from features.csv, cached."""
     path = Path(path)
-    sha256 = sha256 or file_sha256(path)
+    sha256 = sha256 or remembered_sha256(path, cache_dir)
     stat = path.stat()
     cache = _cache_path(path, cache_dir, f"{stat.st_size}-{stat.st_mtime_ns}-{sha256[:32]}")
     cached = _read_cache(cache)

@@ -138,10 +138,11 @@ def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -
     dist[query] = np.inf  # last of all: no other song's rank changes
     d_pos = dist[relevant]
     closer = (dist[None, :] < d_pos[:, None]).sum(1)  # songs strictly closer
-    # Ties are few (each relevant song ties with itself): work on their coordinates.
-    tie_row, tie_col = np.nonzero(dist[None, :] == d_pos[:, None])
-    tied = np.bincount(tie_row, minlength=n_pos)  # includes the song itself
-    tied_before = np.bincount(tie_row[tie_col < relevant[tie_row]], minlength=n_pos)
+    same = dist[None, :] == d_pos[:, None]
+    tied = same.sum(1)  # includes the song itself
+    tied_before = np.zeros(n_pos, dtype=np.int64)
+    for i in np.flatnonzero(tied > 1):  # rare: a song at exactly the same distance
+        tied_before[i] = int((np.flatnonzero(same[i]) < relevant[i]).sum())
     pos_closer = (d_pos[None, :] < d_pos[:, None]).sum(1)
     pos_tied = (d_pos[None, :] == d_pos[:, None]).sum(1)
     closer_negatives = (closer - pos_closer) + 0.5 * (tied - pos_tied)
