@@ -28,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from load import (
     FMA_ARTISTS,
     FMA_TRACKS,
     MUSICSIM,
+    Load,
     _free_port,
     _load,
     _machine,
@@ -261,6 +263,7 @@ def _serve(work: Path, model: Path, database: Path, *, clients: int) -> tuple[st
     with Server(work, env) as server:
         http_get, http_post = _http_latencies(server.url, rows.ids[picks], features[picks])
         load = _load([server.url], rows.ids, clients=clients, duration=30.0, cap=10**6)
+        posted = _post_load(server.url, features, clients=clients, duration=30.0)
         peak = _proc_status_kib(server.process.pid, "VmHWM")
     direct_get, direct_post = _faiss_latencies(embeddings, features[picks], picks, bundle)
     numpy_get = _numpy_latencies(embeddings, picks)
@@ -274,16 +277,57 @@ def _serve(work: Path, model: Path, database: Path, *, clients: int) -> tuple[st
         *_rows("embed + FAISS flat in one process", direct_post, direct_post),
     ]
     p50, p99 = _percentiles(load.latencies)
+    post_p50, post_p99 = _percentiles(posted.latencies)
     body = [
         *table,
         "",
-        f"{N_QUERIES} queries each, one client, sequential; the same songs for every method. "
-        f"Throughput with {clients} concurrent clients (httpx threads on the same machine) for "
-        f"{load.seconds:.0f} s: {load.requests / load.seconds:.1f} requests/s, p50 {p50:.1f} ms, "
-        f"p99 {p99:.1f} ms, {load.errors} errors. Server peak RSS (VmHWM) {peak / 1024:,.0f} MiB "
-        f"over {len(rows):,} songs, flat index.",
+        f"{N_QUERIES} queries each, one client, sequential; the same songs for every method.",
+        "",
+        f"| throughput, {clients} concurrent clients, 30 s each | requests/s | p50 ms | p99 ms "
+        "| errors |",
+        "|---|---|---|---|---|",
+        f"| GET /songs/{{id}}/similar?k=10 | {load.requests / load.seconds:.1f} | {p50:.1f} | "
+        f"{p99:.1f} | {load.errors} |",
+        f"| POST /songs/similar, k=10 | {len(posted.latencies) / posted.seconds:.1f} | "
+        f"{post_p50:.1f} | {post_p99:.1f} | {posted.errors} |",
+        "",
+        "The clients are httpx threads on the same machine, sharing its two cores with the "
+        f"server. Server peak RSS (VmHWM) {peak / 1024:,.0f} MiB over {len(rows):,} songs, "
+        "flat index.",
     ]
     return "## FMA size: serving over HTTP vs FAISS vs numpy", "\n".join(body)
+
+
+def _post_load(url: str, features: np.ndarray, *, clients: int, duration: float) -> Load:
+    """Like load._load for POST /songs/similar with stored songs' features."""
+    load, lock = Load(), threading.Lock()
+    deadline = time.perf_counter() + duration
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while time.perf_counter() < deadline:
+                vector = features[rng.integers(len(features))]
+                body = {"features": [float(v) for v in vector], "k": 10}
+                started = time.perf_counter()
+                try:
+                    ok = http.post("/songs/similar", json=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    if ok:
+                        load.latencies.append(time.perf_counter() - started)
+                    else:
+                        load.exceptions["failed"] = load.exceptions.get("failed", 0) + 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    load.seconds = time.perf_counter() - started
+    return load
 
 
 def _rows(name: str, seconds: list[float], reference: list[float]) -> list[str]:
