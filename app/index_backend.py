@@ -3,7 +3,7 @@
     >>> index = open_index(session, settings, bundle)     # filled with every stored song
     >>> close_index(index)
 
-Both backends have SongIndex's interface (add, search with filters, largest_id,
+Both backends have SongIndex's interface (add, search with filters, ids, missing,
 embedding_of, len, in, kind), so catalogue, sync and routes hold no
 backend-specific code. FAISS indexes are built from the whole catalogue at once
 (IVF kinds train on it) and persist their embeddings; a Milvus collection

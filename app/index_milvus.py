@@ -67,7 +67,6 @@ class MilvusSongIndex:
         self.dim = dim
         self.collection = collection
         self._near_overfetch = near_overfetch
-        self._largest_id = 0  # the largest id this process has added
         self._known: set[int] = set()  # ids written by this process (see ids())
         self._known_lock = threading.Lock()
         try:
@@ -139,14 +138,9 @@ class MilvusSongIndex:
         for start in range(0, len(rows), _ROWS_PER_WRITE):
             chunk = slice(start, start + _ROWS_PER_WRITE)
             self._client.upsert(self.collection, list(_records(rows, vectors, chunk)))
-        self._largest_id = max(self._largest_id, int(rows.ids.max()))
         with self._known_lock:
             self._known.update(int(i) for i in rows.ids)
         return len(rows) - len(present)
-
-    def largest_id(self) -> int:
-        """The largest song id this process has added (0 when none)."""
-        return self._largest_id
 
     def ids(self) -> np.ndarray:
         """The song ids this process has written or found in the collection (the follower's

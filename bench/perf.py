@@ -146,7 +146,7 @@ def _offline(data: Path, model: Path) -> tuple[str, str]:
     shutil.rmtree(model, ignore_errors=True)
     save_bundle(run, out_dir=model, data_fingerprint=catalogue.fingerprint)
     scores, evaluated = _timed(evaluate_run, catalogue, run, seed=0)
-    model_only = _timed(evaluate_run_model_only, catalogue, run)[1]
+    model_only = _timed(evaluate_run, catalogue, run, seed=0, spaces=("model",))[1]
     score = scores[0]
     table = [
         "| step | seconds | note |",
@@ -165,20 +165,6 @@ def _offline(data: Path, model: Path) -> tuple[str, str]:
         "Mean AUC: " + ", ".join(f"{s.space} {s.mean_auc:.3f}" for s in scores) + ".",
     ]
     return "## FMA size: loading, training, evaluation", "\n".join(table)
-
-
-def evaluate_run_model_only(catalogue, run):
-    from training.evaluate import evaluate_on_split
-
-    return evaluate_on_split(
-        catalogue.features,
-        catalogue.artist_ids,
-        split=run.split,
-        model=run.model,
-        zscore=run.zscore,
-        seed=0,
-        spaces=("model",),
-    )
 
 
 # --- start-up --------------------------------------------------------------------------------

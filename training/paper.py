@@ -53,9 +53,14 @@ class Trained(Protocol):
 
 
 def evaluate_run(
-    catalogue: Catalogue, run: Trained, *, seed: int, every_track: bool = False
+    catalogue: Catalogue,
+    run: Trained,
+    *,
+    seed: int,
+    every_track: bool = False,
+    spaces: tuple[str, ...] = ("raw", "zscore", "model"),
 ) -> list[SpaceScore]:
-    """raw, zscore and the run's model on the run's evaluation artists."""
+    """raw, zscore and the run's model (or the `spaces` named) on its evaluation artists."""
     return evaluate_on_split(
         catalogue.features,
         catalogue.artist_ids,
@@ -64,6 +69,7 @@ def evaluate_run(
         zscore=run.zscore,
         seed=seed,
         every_track=every_track,
+        spaces=spaces,
     )
 
 
