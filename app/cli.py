@@ -15,11 +15,12 @@ import uvicorn
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.catalogue import CatalogueError, import_catalogue
+from app.catalogue import CatalogueError
+from app.catalogue.importing import import_catalogue
 from app.config import Settings
 from app.db import open_database
-from app.logs import configure_logging
 from app.main import create_app
+from app.telemetry.logs import configure_logging
 from training.artefacts import BundleError, load_bundle
 from training.cli import DataOption, app, console, fail, read_catalogue
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from app.index import SongIndex
+from app.index.protocol import SongIndex
 from app.service import Service
 from app.song_map import SongMapCache
 from training.artefacts import Bundle

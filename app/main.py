@@ -18,12 +18,12 @@ from starlette.routing import Match
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
-from app.metrics import RequestMetrics
-from app.observe import ObserveRequests
 from app.routes import audio, evaluate, explorer, genres, health, metrics, song_map, songs
 from app.schemas import ErrorOut
 from app.service import open_service
 from app.song_map import SongMapCache
+from app.telemetry.middleware import ObserveRequests
+from app.telemetry.prometheus import RequestMetrics
 
 # Every error body is {"detail": a sentence, or a list of field errors}.
 ERROR_RESPONSES: dict[int | str, dict] = {

@@ -7,6 +7,7 @@ a row of 518 columns would be unwieldy, and the blob round-trips exactly.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 import numpy as np
 from sqlalchemy import (
@@ -21,10 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from training.features import N_FEATURES
+from training.data.features import N_FEATURES
 
 FEATURE_DTYPE = np.dtype("<f4")
-SOURCES = ("fma", "cold-start")
+# Where a song came from: an imported catalogue, or added at run time (cold start).
+Source = Literal["fma", "cold-start"]
+FMA: Source = "fma"
+COLD_START: Source = "cold-start"
+SOURCES: tuple[str, ...] = get_args(Source)
 
 # Named constraints let Alembic's batch mode (SQLite) alter them later.
 NAMING_CONVENTION = {

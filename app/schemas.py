@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from app.index import Near, SongFilter
-from training.features import N_FEATURES
+from app.index.protocol import Near, SongFilter
+from app.orm import Source
+from training.data.features import N_FEATURES
 
 # Exactly 518 finite numbers: NaN and infinity are refused (Python's JSON parser
 # accepts the tokens NaN and Infinity, so the type must say so).
@@ -68,7 +69,7 @@ class SongOut(BaseModel):
     location: str | None
     latitude: float | None
     longitude: float | None
-    source: Literal["fma", "cold-start"]
+    source: Source
 
 
 class SimilarSong(BaseModel):

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import open_database
-from app.index import SongIndex
-from app.index_backend import close_index, open_index
-from app.sync import CatalogueFollower
+from app.index.follower import CatalogueFollower
+from app.index.loading import open_index
+from app.index.protocol import SongIndex
 from training.artefacts import Bundle, load_bundle
 
 log = logging.getLogger("musicsim")
@@ -35,7 +35,7 @@ class Service:
     def close(self) -> None:
         self.follower.stop()
         self.engine.dispose()
-        close_index(self.index)
+        self.index.close()
 
 
 def open_service(settings: Settings) -> Service:

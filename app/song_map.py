@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.catalogue import read_features_of, read_song_ids, read_song_labels
+from app.catalogue.reads import read_features_of, read_song_ids, read_song_labels
+from training.evaluation.maps import principal_plane
 
 
 @dataclass(frozen=True)
@@ -34,26 +35,6 @@ def evenly_spaced(ids: np.ndarray, max_points: int) -> np.ndarray:
     if len(ids) <= max_points:
         return ids
     return ids[np.linspace(0, len(ids) - 1, max_points).round().astype(np.int64)]
-
-
-def principal_plane(embeddings: np.ndarray) -> np.ndarray:
-    """(n, 2) projection of (n, d) points onto their two principal axes.
-
-    The axes are the top eigenvectors of the (d, d) covariance: far cheaper than an
-    SVD of the (n, d) points when n is in the thousands. The sign of each axis is
-    fixed (its largest loading positive), so the picture does not flip between runs.
-    """
-    centred = np.asarray(embeddings, dtype=np.float64)
-    centred = centred - centred.mean(axis=0)
-    if len(centred) < 2:
-        return np.zeros((len(centred), 2))
-    values, vectors = np.linalg.eigh(centred.T @ centred)
-    axes = vectors[:, np.argsort(values)[::-1][:2]].T
-    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
-    projected = centred @ (axes * signs[:, None]).T
-    if projected.shape[1] < 2:  # one feature dimension: a line, drawn flat
-        projected = np.column_stack([projected, np.zeros(len(projected))])
-    return projected
 
 
 def draw_song_map(

@@ -26,7 +26,7 @@ import librosa
 import numpy as np
 from benchmarks_doc import BENCHMARKS, write_section
 
-from training.audio import EXCERPT_SECONDS, decode, extract_features
+from training.audio.recipe import EXCERPT_SECONDS, decode, extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_DIR = ROOT.parent / "shared" / "data" / "audio"

@@ -32,11 +32,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.catalogue import NewSong, add_song, build_index, import_catalogue
+from app.catalogue.importing import import_catalogue
+from app.catalogue.writes import NewSong, add_song
 from app.db import open_database
-from app.sync import CatalogueFollower
-from training.features import N_FEATURES
-from training.fma import load_catalogue
+from app.index.follower import CatalogueFollower
+from app.index.loading import build_index
+from training.data.features import N_FEATURES
+from training.data.fma import load_catalogue
 
 SECTION = "## Follower: one poll of the songs table"
 DATABASE = "musicsim_follower_bench"

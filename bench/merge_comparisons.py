@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from training.compare import Comparison, summary_markdown
-from training.figures import plot_metrics, plot_size_sweep
+from training.experiments.compare import Comparison, summary_markdown
+from training.experiments.figures import plot_metrics, plot_size_sweep
 
 
 def main() -> None:

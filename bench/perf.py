@@ -50,14 +50,16 @@ from load import (
 )
 from sqlalchemy.orm import Session
 
-from app.catalogue import read_index_rows
+from app.catalogue.reads import read_index_rows
 from app.db import open_database
-from app.index import SongFilter, SongIndex
-from app.index_kinds import IndexSpec
+from app.index.faiss_index import FaissSongIndex
+from app.index.kinds import IndexSpec
+from app.index.protocol import SongFilter
 from training.artefacts import load_bundle, save_bundle
-from training.fma import load_catalogue, load_features
-from training.paper import evaluate_run
-from training.train import TrainConfig, train_on_catalogue
+from training.config import TrainConfig
+from training.data.fma import load_catalogue, load_features
+from training.experiments.paper import evaluate_run
+from training.train import train_on_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("offline", "startup", "serve", "indexes")
@@ -372,7 +374,7 @@ def _indexes(work: Path, model: Path, database: Path) -> tuple[str, str]:
     with Session(engine) as session:
         rows, features = read_index_rows(session)
     embeddings = bundle.embed(features)
-    exact = SongIndex.from_embeddings(rows, embeddings)
+    exact = FaissSongIndex.from_embeddings(rows, embeddings)
     rng = np.random.default_rng(1)
     picks = rng.choice(len(rows), size=N_QUERIES, replace=False)
     genre = _commonest(rows.genres)
@@ -385,7 +387,9 @@ def _indexes(work: Path, model: Path, database: Path) -> tuple[str, str]:
         "|---|---|---|---|---|---|---|",
     ]
     for kind in KINDS:
-        index, built = _timed(SongIndex.from_embeddings, rows, embeddings, IndexSpec(kind=kind))
+        index, built = _timed(
+            FaissSongIndex.from_embeddings, rows, embeddings, IndexSpec(kind=kind)
+        )
         size = len(faiss.serialize_index(index.faiss_index)) / 2**20
         found, seconds = _answers(index, rows, embeddings, picks, None, timed=True)
         found_genre = _answers(index, rows, embeddings, picks, SongFilter(genre=genre))
@@ -397,7 +401,7 @@ def _indexes(work: Path, model: Path, database: Path) -> tuple[str, str]:
     spec = IndexSpec()
     note = (
         f"{len(rows):,} songs, {embeddings.shape[1]} dimensions; {N_QUERIES} stored songs as "
-        "queries through `SongIndex.search` (the service's path, the song itself excluded), "
+        "queries through `FaissSongIndex.search` (the service's path, the song itself excluded), "
         "k=10, one at a time. Recall@10 is against the exact flat answers. Defaults: HNSW "
         f"M={spec.hnsw_m}, efConstruction={spec.hnsw_ef_construction}, "
         f"efSearch={spec.hnsw_ef_search}; IVF about sqrt(n) lists, nprobe={spec.ivf_nprobe}; "

@@ -36,9 +36,9 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
-from training.data import ArtistSplit, ZScore
-from training.features import FEATURE_COLUMNS
-from training.fma import file_sha256
+from training.data.features import FEATURE_COLUMNS
+from training.data.fma import file_sha256
+from training.data.split import ArtistSplit, ZScore
 from training.model import (
     Embedder,
     LinearConfig,
@@ -47,7 +47,7 @@ from training.model import (
     TripletMLP,
     embed,
 )
-from training.train import TrainedRun
+from training.runs import TrainedRun
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

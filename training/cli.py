@@ -33,11 +33,10 @@ from rich.progress import (
 from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
-from training.audio import EXCERPT_SECONDS
-from training.compare import METRICS, compare_runs, fit_run, load_run_spec, summary_markdown
-from training.evaluate import SpaceScore
-from training.extraction import ClusterError, extract_catalogue, find_audio_files
-from training.fetch import (
+from training.audio.extraction import ClusterError, extract_catalogue, find_audio_files
+from training.audio.recipe import EXCERPT_SECONDS
+from training.config import TrainConfig
+from training.data.fetch import (
     FMA_METADATA_SHA1,
     FMA_METADATA_URL,
     FetchError,
@@ -45,12 +44,20 @@ from training.fetch import (
     check_sha1,
     fetch_fma,
 )
-from training.figures import plot_metrics, plot_size_sweep
-from training.fma import Catalogue, FMAFormatError, load_catalogue
-from training.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
-from training.report import REPORT_DIR, write_run_report
-from training.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
-from training.train import TrainConfig, train_on_catalogue
+from training.data.fma import Catalogue, FMAFormatError, load_catalogue
+from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
+from training.evaluation.spaces import SpaceScore
+from training.experiments.compare import (
+    METRICS,
+    compare_runs,
+    fit_run,
+    load_run_spec,
+    summary_markdown,
+)
+from training.experiments.figures import plot_metrics, plot_size_sweep
+from training.experiments.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
+from training.experiments.report import REPORT_DIR, write_run_report
+from training.train import train_on_catalogue
 
 app = typer.Typer(
     help="Content-based music similarity with triplet networks.", no_args_is_help=True

@@ -19,7 +19,6 @@ service serves either.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,35 +26,11 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NeighborhoodComponentsAnalysis
 
-from training.data import ZScore
-from training.fma import Catalogue
+from training.config import LinearTrainConfig
+from training.data.fma import Catalogue
+from training.data.split import ZScore
 from training.model import LinearConfig, LinearProjection
-from training.train import TrainedRun, split_for
-
-LINEAR_METHODS: tuple[str, ...] = ("lda", "nca")
-
-
-@dataclass(frozen=True)
-class LinearTrainConfig:
-    """One linear metric fit. The split fields mean what they mean in TrainConfig."""
-
-    method: str = "lda"  # "lda" or "nca"
-    embedding_dim: int = 64  # output dimensions (LDA: at most n_training_artists - 1)
-    shrinkage: float | None = None  # LDA covariance shrinkage in [0, 1]; None: Ledoit-Wolf
-    nca_max_tracks: int = 3000  # NCA fits on at most this many training tracks
-    nca_max_iter: int = 50  # NCA optimiser iterations
-    train_fraction: float = 0.7
-    seed: int = 0
-    train_artists: int | None = None
-    validation_fraction: float = 0.0  # unused by the fit; kept so splits match TrainConfig
-
-    def __post_init__(self) -> None:
-        if self.method not in LINEAR_METHODS:
-            raise ValueError(f"method must be one of {LINEAR_METHODS}, got {self.method!r}")
-        if self.embedding_dim < 1 or self.nca_max_tracks < 2 or self.nca_max_iter < 1:
-            raise ValueError("embedding_dim, nca_max_tracks and nca_max_iter must be positive")
-        if self.shrinkage is not None and not 0.0 <= self.shrinkage <= 1.0:
-            raise ValueError(f"shrinkage must be in [0, 1], got {self.shrinkage}")
+from training.runs import TrainedRun, split_for
 
 
 def fit_linear_on_catalogue(catalogue: Catalogue, config: LinearTrainConfig) -> TrainedRun:

@@ -1,4 +1,4 @@
-"""The paper's triplet loss over embeddings and index triples."""
+"""The triplet loss over embeddings and index triples: one definition for every sampler."""
 
 from __future__ import annotations
 
@@ -8,26 +8,15 @@ import torch
 def triplet_loss(embeddings: torch.Tensor, triplets: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean over triplets of max(0, |a - p|^2 - |a - n|^2 + margin).
 
-    embeddings: (n, dim); triplets: (batch, 3) long indices into embeddings.
-    The paper sums over the batch; the mean differs by a constant factor that
-    Adam's update ignores, and keeps reported losses comparable across batch sizes.
+    embeddings: (n, dim); triplets: (t, 3) long indices (anchor, positive, negative)
+    into embeddings. The paper sums over the batch; the mean differs by a constant
+    factor that Adam's update ignores, and keeps reported losses comparable across
+    batch sizes. Each distinct (anchor, other) pair's distance is computed once from
+    its difference vector: mined batches repeat pairs many times over, and the
+    difference (unlike |a|^2 + |b|^2 - 2ab) loses no precision to cancellation.
     """
-    a, p, n = (embeddings[triplets[:, i]] for i in range(3))
-    positive = (a - p).pow(2).sum(dim=1)
-    negative = (a - n).pow(2).sum(dim=1)
-    return torch.relu(positive - negative + margin).mean()
-
-
-def mined_triplet_loss(
-    embeddings: torch.Tensor, triplets: torch.Tensor, margin: float
-) -> torch.Tensor:
-    """The same loss for triplets mined within one batch, via the batch's distance matrix.
-
-    Semi-hard mining yields many times more triplets than rows; looking their
-    distances up in one (n, n) matrix costs far less than gathering 3 rows each.
-    """
-    squared_norms = embeddings.pow(2).sum(dim=1)
-    distances = squared_norms[:, None] + squared_norms[None, :] - 2.0 * embeddings @ embeddings.T
-    distances = distances.clamp_min(0.0)
-    a, p, n = triplets[:, 0], triplets[:, 1], triplets[:, 2]
-    return torch.relu(distances[a, p] - distances[a, n] + margin).mean()
+    n, t = len(embeddings), len(triplets)
+    pairs = torch.cat([triplets[:, [0, 1]], triplets[:, [0, 2]]])
+    keys, inverse = torch.unique(pairs[:, 0] * n + pairs[:, 1], return_inverse=True)
+    squared = (embeddings[keys // n] - embeddings[keys % n]).pow(2).sum(dim=1)[inverse]
+    return torch.relu(squared[:t] - squared[t:] + margin).mean()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.features import N_FEATURES
+from training.data.features import N_FEATURES
 
 # Rows per forward pass when embedding a catalogue: bounds activation memory.
 _EMBED_BATCH = 8192

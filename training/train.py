@@ -8,136 +8,20 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from training.data import (
-    ArtistSplit,
-    ZScore,
-    hold_out_validation,
-    limit_training_artists,
-    split_artists,
-)
-from training.fma import Catalogue
-from training.loss import mined_triplet_loss, triplet_loss
-from training.metrics import all_queries, mean_auc
-from training.mining import MINER_KINDS, ArtistBatches, mine_triplets
-from training.model import Embedder, ModelConfig, TripletMLP, embed
-from training.sampling import TRIPLET_KINDS, TripletSampler
-
-if TYPE_CHECKING:
-    from training.linear import LinearTrainConfig
-
-TRAINING_KINDS: tuple[str, ...] = TRIPLET_KINDS + MINER_KINDS
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Defaults are the paper's setting where it gives one."""
-
-    # "random" or "genre": the paper's fresh triplets; "semihard" or "batch-hard":
-    # triplets mined online from P x K batches (not in the paper).
-    triplets: str = "random"
-    epochs: int = 200  # paper: 200 epochs
-    triplets_per_epoch: int = 512  # paper: 512 fresh triplets per epoch
-    # Not in the paper. Keras' defaults (which the paper's code most likely used):
-    # mini-batches of 32 and Adam with learning rate 1e-3.
-    batch_size: int = 32
-    lr: float = 1e-3
-    margin: float = 1.0  # paper: alpha = 1
-    width: int = 518  # paper: both layers 518 wide
-    train_fraction: float = 0.7  # paper: 70% of artists train, 30% evaluate
-    seed: int = 0  # seeds the split, the sampler and the weights
-    # Beyond the paper; every default leaves its protocol unchanged.
-    embedding_dim: int | None = None  # output width; None: `width`
-    depth: int = 2  # linear layers in the network
-    dropout: float = 0.0
-    l2_normalize: bool = False  # unit-length embeddings
-    weight_decay: float = 0.0  # Adam's L2 penalty
-    lr_schedule: str = "constant"  # or "cosine": anneal to 0 over the epochs
-    artists_per_batch: int = 32  # P of a mined P x K batch
-    tracks_per_artist: int = 4  # K of a mined P x K batch
-    # Mined batches per epoch; None: triplets_per_epoch / batch_size, the paper's
-    # number of updates per epoch.
-    batches_per_epoch: int | None = None
-    # Early stopping: this fraction of the training artists is held out as a validation
-    # set (never evaluation artists); every `validate_every` epochs its mean AUC is
-    # measured, the best model is kept, and training stops after `patience` checks
-    # without improvement (0: never stops early).
-    validation_fraction: float = 0.0
-    validate_every: int = 10
-    patience: int = 0
-    train_artists: int | None = None  # use only this many training artists (size sweeps)
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "triplets_per_epoch", "batch_size", "width", "validate_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not self.margin >= 0:
-            raise ValueError("lr must be positive and margin non-negative")
-        if self.triplets not in TRAINING_KINDS:
-            raise ValueError(f"triplet kind must be one of {TRAINING_KINDS}, got {self.triplets!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.weight_decay < 0 or self.patience < 0:
-            raise ValueError("weight_decay and patience must not be negative")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
-        if self.patience and not self.validation_fraction:
-            raise ValueError("early stopping (patience) needs a validation_fraction above 0")
-        self.model_config(1)  # checks depth, embedding_dim and dropout
-
-    @property
-    def mines_online(self) -> bool:
-        return self.triplets in MINER_KINDS
-
-    def model_config(self, n_features: int) -> ModelConfig:
-        return ModelConfig(
-            n_features=n_features,
-            width=self.width,
-            embedding_dim=self.embedding_dim,
-            depth=self.depth,
-            dropout=self.dropout,
-            l2_normalize=self.l2_normalize,
-        )
-
-
-@dataclass
-class TrainedRun:
-    model: Embedder  # a TripletMLP, or a LinearProjection from training/linear.py
-    zscore: ZScore
-    split: ArtistSplit
-    config: TrainConfig | LinearTrainConfig
-    losses: list[float] = field(default_factory=list)  # mean triplet loss per epoch
-    n_genre_fallbacks: int = 0  # genre triplets that fell back to a random negative
-    # (epoch, validation mean AUC) at each check; empty without a validation split.
-    validation: list[tuple[int, float]] = field(default_factory=list)
-    best_epoch: int | None = None  # the epoch whose weights were kept (early stopping)
-
-
-EpochCallback = Callable[[int, float], None]
-
-
-def split_for(artist_ids: np.ndarray, config: TrainConfig | LinearTrainConfig) -> ArtistSplit:
-    """The run's artists: the paper's split, then the optional size limit and validation set.
-
-    Takes any config with train_fraction, seed, train_artists and validation_fraction
-    (the linear metrics share it), so every method sees the same evaluation artists.
-    """
-    split = split_artists(artist_ids, train_fraction=config.train_fraction, seed=config.seed)
-    if config.train_artists is not None:
-        split = limit_training_artists(split, n_artists=config.train_artists, seed=config.seed)
-    if config.validation_fraction:
-        split = hold_out_validation(split, fraction=config.validation_fraction, seed=config.seed)
-    return split
+from training.config import TrainConfig
+from training.data.fma import Catalogue
+from training.data.split import ZScore
+from training.evaluation.metrics import all_queries, mean_auc
+from training.loss import triplet_loss
+from training.mining import ArtistBatches, mine_triplets
+from training.model import TripletMLP, embed
+from training.runs import EpochCallback, TrainedRun, split_for
+from training.sampling import TripletSampler
 
 
 def train_on_catalogue(
@@ -272,7 +156,7 @@ def _mined_epoch(model, optimiser, inputs, labels, batches: ArtistBatches, confi
         if len(triplets) == 0:  # nothing left to learn in this batch
             losses.append(0.0)
             continue
-        loss = mined_triplet_loss(embeddings, triplets, config.margin)
+        loss = triplet_loss(embeddings, triplets, config.margin)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

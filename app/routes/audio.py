@@ -8,11 +8,13 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 from pydantic import ValidationError
 
-from app.catalogue import CatalogueError, NewSong, add_and_index
+from app.catalogue import CatalogueError
+from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
 from app.schemas import MAX_ID, AudioOut, SimilarFilters
-from training.audio import AudioError, decode, extract_features
+from app.similarity import add_and_index
+from training.audio.recipe import AudioError, decode, extract_features
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 

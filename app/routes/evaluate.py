@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, HTTPException
 
-from app.catalogue import read_labelled_features
+from app.catalogue.reads import read_labelled_features
 from app.deps import BundleDep, ServiceDep, SessionDep
+from app.orm import FMA
 from app.schemas import EvaluateIn, EvaluateOut
-from training.data import ArtistSplit
-from training.evaluate import evaluate_on_split
+from training.data.split import ArtistSplit
+from training.evaluation.spaces import evaluate_on_split
 
 router = APIRouter(tags=["evaluation"])
 
@@ -33,7 +34,7 @@ def evaluate_catalogue(
     else:
         # The imported catalogue only: cold-start additions would make the figure
         # drift from `musicsim evaluate` on the same FMA files.
-        artist_ids, features = read_labelled_features(session, source="fma")
+        artist_ids, features = read_labelled_features(session, source=FMA)
         split = bundle.split
     try:
         (row,) = evaluate_on_split(

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.catalogue import top_level_genres
+from app.catalogue.reads import top_level_genres
 from app.deps import SessionDep
 from app.schemas import GenresOut
 

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from app.metrics import CONTENT_TYPE
+from app.telemetry.prometheus import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
 

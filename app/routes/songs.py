@@ -8,16 +8,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy.orm import Session
 
-from app.catalogue import (
-    CatalogueError,
-    NewSong,
-    add_and_index,
-    read_songs,
-    search_songs,
-    top_level_genres,
-)
+from app.catalogue import CatalogueError
+from app.catalogue.reads import read_songs, search_songs, top_level_genres
+from app.catalogue.writes import NewSong
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
-from app.index import Neighbour, SongFilter, SongIndex
+from app.index.protocol import Neighbour, SongFilter, SongIndex
 from app.orm import Song
 from app.schemas import (
     MAX_ID,
@@ -33,6 +28,7 @@ from app.schemas import (
     SongPage,
     parse_near,
 )
+from app.similarity import add_and_index
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 MAX_PAGE = 100  # songs per page of GET /songs

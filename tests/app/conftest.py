@@ -16,13 +16,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.catalogue import import_catalogue
+from app.catalogue.importing import import_catalogue
 from app.config import Settings
 from app.db import open_database
 from app.main import create_app
 from training.artefacts import load_bundle, save_bundle
-from training.fma import load_catalogue
-from training.train import TrainConfig, train_on_catalogue
+from training.config import TrainConfig
+from training.data.fma import load_catalogue
+from training.train import train_on_catalogue
 
 
 @pytest.fixture(scope="session")

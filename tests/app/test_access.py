@@ -109,7 +109,7 @@ def test_a_song_whose_id_commits_after_a_larger_one_is_still_indexed(
 def test_songs_imported_later_below_the_largest_id_are_indexed_by_the_follower(settings, catalogue):
     import dataclasses
 
-    from app.catalogue import import_catalogue
+    from app.catalogue.importing import import_catalogue
     from app.db import open_database
 
     ids = set(catalogue.track_ids.tolist())

@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 from uvicorn_processes import server_env, start_server, stop_all
 
-from app.catalogue import import_catalogue
+from app.catalogue.importing import import_catalogue
 from app.db import open_database
-from training.features import N_FEATURES
+from training.data.features import N_FEATURES
 
 WRITERS = 3
 READERS = 2

@@ -5,10 +5,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.catalogue import NewSong, add_song, build_index, catalogue_version, read_index_rows
+from app.catalogue.reads import catalogue_version, read_index_rows
+from app.catalogue.writes import NewSong, add_song
 from app.db import open_database
-from app.embedding_cache import SPOT_CHECK_SONGS, EmbeddingCache
-from app.index_kinds import IndexSpec
+from app.index.cache import SPOT_CHECK_SONGS, EmbeddingCache
+from app.index.kinds import IndexSpec
+from app.index.loading import build_index
 
 
 class CountingEmbed:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from app.catalogue import import_catalogue
+from app.catalogue.importing import import_catalogue
 from app.db import open_database
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -34,7 +34,7 @@ from schemathesis.checks import max_response_time
 from schemathesis.python.asgi import get_client
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app.catalogue import import_catalogue
+from app.catalogue.importing import import_catalogue
 from app.config import Settings
 from app.db import open_database
 from app.main import create_app

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.index import Near, SongFilter, SongIndex, SongRows, haversine_km
-from app.index_kinds import IndexSpec, effective_kind, padded_dim
+from app.catalogue.rows import SongRows
+from app.index.faiss_index import FaissSongIndex
+from app.index.kinds import IndexSpec, effective_kind, padded_dim
+from app.index.protocol import Near, SongFilter, haversine_km
 from app.main import create_app
 
 N_SONGS, DIM, K = 12_000, 30, 10  # 12,000 >= the IVF-PQ training minimum; 30 pads to 32
@@ -73,7 +75,7 @@ def rows_of(index_result, rows: SongRows):
 @pytest.fixture(scope="module", params=["hnsw", "ivf", "ivfpq"])
 def approximate(request, songs):
     rows, vectors, _ = songs
-    return SongIndex.from_embeddings(rows, vectors, IndexSpec(kind=request.param))
+    return FaissSongIndex.from_embeddings(rows, vectors, IndexSpec(kind=request.param))
 
 
 def test_each_kind_is_built_as_asked(approximate):
@@ -112,7 +114,7 @@ def test_filters_hold_with_every_kind(approximate, songs, where, exact_below):
     allowed = allowed_by(rows, where)
     expected = brute_force(vectors, queries, K, allowed)
     spec = IndexSpec(kind=approximate.kind, exact_below=exact_below)  # a search-time knob
-    index = SongIndex.from_embeddings(rows, vectors, spec, faiss_index=approximate.faiss_index)
+    index = FaissSongIndex.from_embeddings(rows, vectors, spec, faiss_index=approximate.faiss_index)
     found = rows_of(index.search(queries, k=K, where=where), rows)
     assert all(allowed[r] for hits in found for r in hits)
     assert [len(hits) for hits in found] == [min(K, int(allowed.sum()))] * len(queries)
@@ -137,7 +139,7 @@ def test_exclude_song_removes_only_that_song(approximate, songs):
 def test_songs_added_at_run_time_are_found(approximate, songs):
     rows, vectors, _ = songs
     copy = faiss.clone_index(approximate.faiss_index)  # the shared one stays as built
-    index = SongIndex.from_embeddings(rows, vectors, approximate.spec, faiss_index=copy)
+    index = FaissSongIndex.from_embeddings(rows, vectors, approximate.spec, faiss_index=copy)
     new = np.full((1, DIM), 40.0, dtype=np.float32)  # far from every cluster
     extra = SongRows(np.array([10**9]), np.array([1]), np.array(["Pop"], dtype=object),
                      np.array([0.0]), np.array([0.0]))  # fmt: skip
@@ -150,7 +152,7 @@ def test_training_kinds_fall_back_when_there_is_too_little_data():
     assert effective_kind(IndexSpec(kind="ivfpq"), 500) == "ivf"
     assert effective_kind(IndexSpec(kind="ivf"), 0) == "flat"
     assert effective_kind(IndexSpec(kind="hnsw"), 0) == "hnsw"
-    empty = SongIndex(dim=8, spec=IndexSpec(kind="ivf"))
+    empty = FaissSongIndex(dim=8, spec=IndexSpec(kind="ivf"))
     assert empty.kind == "flat" and empty.search(np.zeros(8), k=3) == [[]]
 
 

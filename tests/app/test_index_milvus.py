@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from app.catalogue.rows import SongRows
 from app.config import Settings
-from app.index import Near, SongFilter, SongIndex, SongRows
-from app.index_milvus import MAX_TOPK, MilvusIndexError, MilvusSongIndex
+from app.index.faiss_index import FaissSongIndex
+from app.index.milvus import MAX_TOPK, MilvusIndexError, MilvusSongIndex
+from app.index.protocol import Near, SongFilter, SongIndex
 
 # Places to search near: a city, across the antimeridian, by the north pole, the whole globe.
 PLACES = [
@@ -44,7 +46,7 @@ def embeddings(catalogue, bundle) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def faiss_index(rows, embeddings) -> SongIndex:
-    index = SongIndex(dim=embeddings.shape[1])
+    index = FaissSongIndex(dim=embeddings.shape[1])
     index.add(rows, embeddings)
     return index
 

@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from training.artefacts import load_bundle, save_bundle
-from training.linear import LinearTrainConfig, fit_linear_on_catalogue
+from training.config import LinearTrainConfig
+from training.linear import fit_linear_on_catalogue
 
 
 @pytest.fixture(scope="module")

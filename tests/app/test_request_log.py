@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from app.logs import configure_logging, log_handler, request_id_from
+from app.telemetry.logs import configure_logging, log_handler, request_id_from
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from app.catalogue import import_catalogue
+from app.catalogue.importing import import_catalogue
 from app.config import Settings
 from app.db import open_database
 from app.main import create_app

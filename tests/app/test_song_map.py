@@ -4,7 +4,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.song_map import evenly_spaced, principal_plane
+from app.song_map import evenly_spaced
+from training.evaluation.maps import principal_plane
 
 
 def pca_by_svd(points: np.ndarray) -> np.ndarray:

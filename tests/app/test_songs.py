@@ -163,7 +163,7 @@ def test_the_migration_creates_the_schema_from_empty(tmp_path):
 
 
 def test_importing_twice_leaves_the_same_rows(settings, catalogue):
-    from app.catalogue import import_catalogue
+    from app.catalogue.importing import import_catalogue
 
     engine = open_database(settings.database_url)
     count = "SELECT COUNT(*), SUM(id), COUNT(DISTINCT artist_id) FROM songs"
@@ -198,7 +198,8 @@ def test_a_bad_setting_is_named_and_nothing_starts(monkeypatch):
 def test_import_refuses_to_overwrite_a_cold_start_song(client, catalogue, settings):
     import dataclasses
 
-    from app.catalogue import CatalogueError, import_catalogue
+    from app.catalogue import CatalogueError
+    from app.catalogue.importing import import_catalogue
 
     song = client.post("/songs", json=new_song(catalogue)).json()["id"]
     tracks = catalogue.tracks.copy()

@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 from scipy import stats
 
-from training.audio import (
+from training.audio.extraction import extract_catalogue
+from training.audio.recipe import (
     CONSTANT_KURTOSIS,
     CONSTANT_SKEW,
     AudioError,
@@ -26,9 +27,8 @@ from training.audio import (
     extract_features,
     features_from_file,
 )
-from training.extraction import extract_catalogue
-from training.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS, column_index
-from training.fma import load_catalogue
+from training.data.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS, column_index
+from training.data.fma import load_catalogue
 
 AUDIO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 LONG_CLIP = "Karissa_Hobbs_-_Lets_Go_Fishin.ogg"  # 133 s
@@ -368,7 +368,7 @@ def test_a_missing_path_stops_the_job_before_any_work(tmp_path):
 
 
 def test_extreme_sample_values_raise_a_value_error_not_a_crash():
-    from training.audio import extract_features
+    from training.audio.recipe import extract_features
 
     loud = np.random.default_rng(0).normal(scale=1e18, size=22_050 * 3)
     with pytest.raises(ValueError, match="cannot analyse this signal"):

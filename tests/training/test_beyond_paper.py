@@ -8,11 +8,13 @@ import pytest
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from training.artefacts import load_bundle, save_bundle
-from training.data import ZScore
-from training.fma import load_catalogue
-from training.linear import LinearTrainConfig, fit_linear_on_catalogue
+from training.config import LinearTrainConfig, TrainConfig
+from training.data.fma import load_catalogue
+from training.data.split import ZScore
+from training.linear import fit_linear_on_catalogue
 from training.model import LinearProjection, ModelConfig, TripletMLP
-from training.train import TrainConfig, split_for, train_on_catalogue
+from training.runs import split_for
+from training.train import train_on_catalogue
 
 
 @pytest.fixture(scope="module")

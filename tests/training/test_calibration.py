@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from training.data import ZScore, split_artists
-from training.evaluate import baseline_spaces, evaluate_spaces
-from training.fma import load_catalogue
-from training.synthetic import write_demo_catalogue
+from training.data.fma import load_catalogue
+from training.data.split import ZScore, split_artists
+from training.data.synthetic import write_demo_catalogue
+from training.evaluation.spaces import baseline_spaces, evaluate_spaces
 
 
 def test_default_catalogue_gives_the_papers_baseline_bands(tmp_path):

@@ -13,9 +13,9 @@ from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from training.extraction import STORE_FOLDER, extract_catalogue
-from training.extraction_store import JOURNAL_NAME
-from training.fma import load_catalogue
+from training.audio.extraction import STORE_FOLDER, extract_catalogue
+from training.audio.journal import JOURNAL_NAME
+from training.data.fma import load_catalogue
 
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 CLIPS = sorted(AUDIO.glob("*.ogg"))

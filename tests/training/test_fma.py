@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import fma
-from training.features import FEATURE_COLUMNS
-from training.fma import FMAFormatError, load_catalogue, remembered_sha256
+from training.data import fma
+from training.data.features import FEATURE_COLUMNS
+from training.data.fma import FMAFormatError, load_catalogue, remembered_sha256
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import (
+from training.evaluation.metrics import (
     all_queries,
     auc_per_query,
     draw_queries,

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from training.artefacts import load_bundle
-from training.paper import PAPER_TABLE1
-from training.report import principal_components_2d, song_map
+from training.evaluation.maps import principal_plane
+from training.experiments.paper import PAPER_TABLE1
+from training.experiments.report import song_map
 
 FIGURES = ("loss.png", "roc.png", "map.png")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -107,7 +108,7 @@ def test_paper_report_compares_the_four_spaces_of_table1(paper_out):
 def test_principal_components_carry_the_largest_variances():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)) + 5.0
-    xy = principal_components_2d(x)
+    xy = principal_plane(x)
     eigenvalues = np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1]
     np.testing.assert_allclose(np.var(xy, axis=0, ddof=1), eigenvalues[:2], rtol=1e-9)
     assert abs(np.corrcoef(xy.T)[0, 1]) < 1e-9  # the two axes are uncorrelated

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from training.metrics import draw_queries, mean_auc
-from training.roc import averaged_roc
+from training.evaluation.metrics import draw_queries, mean_auc
+from training.evaluation.roc import averaged_roc
 
 # Songs on a line. From song 0 (artist 1), artist 1's others are at distances 1 and 2,
 # the latter tied with an artist-2 song; 4 other-artist songs in all.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.data import ZScore, split_artists
+from training.data.split import ZScore, split_artists
 from training.sampling import TripletSampler
 
 

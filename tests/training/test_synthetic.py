@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS
-from training.synthetic import (
+from training.data.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS
+from training.data.synthetic import (
     DEFAULT_ARTISTS,
     DEFAULT_TRACKS,
     DemoCatalogue,

@@ -11,9 +11,10 @@ from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 from training.artefacts import BundleError, load_bundle, save_bundle
-from training.fma import load_catalogue
+from training.config import TrainConfig
+from training.data.fma import load_catalogue
 from training.model import embed
-from training.train import TrainConfig, train_on_catalogue
+from training.train import train_on_catalogue
 
 SHORT = TrainConfig(epochs=40, seed=0)
 

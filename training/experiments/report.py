@@ -25,11 +25,12 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from training.evaluate import Space, SpaceScore, baseline_spaces, model_space
-from training.fma import Catalogue
-from training.metrics import draw_queries
-from training.roc import AveragedROC, averaged_roc
-from training.train import TrainedRun
+from training.data.fma import Catalogue
+from training.evaluation.maps import principal_plane
+from training.evaluation.metrics import draw_queries
+from training.evaluation.roc import AveragedROC, averaged_roc
+from training.evaluation.spaces import Space, SpaceScore, baseline_spaces, model_space
+from training.runs import TrainedRun
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -100,14 +101,6 @@ def write_run_report(
     return path
 
 
-def principal_components_2d(x: np.ndarray) -> np.ndarray:
-    """(n, dim) -> (n, 2): coordinates along the two directions of largest variance."""
-    centred = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
-    # Right singular vectors are the principal axes; no need to form the covariance.
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
-
-
 def song_map(
     embeddings: np.ndarray, genres: np.ndarray, artist_ids: np.ndarray, *, names: np.ndarray
 ) -> SongMap:
@@ -116,7 +109,7 @@ def song_map(
     top = ids[np.lexsort((ids, -counts))][:N_HIGHLIGHTED]
     highlighted = {int(a): str(names[np.flatnonzero(artist_ids == a)[0]]) for a in top}
     labels = np.array([g if isinstance(g, str) and g else _NO_GENRE for g in genres], dtype=object)
-    return SongMap(principal_components_2d(embeddings), labels, np.asarray(artist_ids), highlighted)
+    return SongMap(principal_plane(embeddings), labels, np.asarray(artist_ids), highlighted)
 
 
 def plot_losses(losses: dict[str, list[float]], path: Path) -> None:

@@ -5,7 +5,7 @@ another layout stops with an `FMAFormatError` that names the file and the
 problem. The parsed features are cached as a binary copy keyed by the file's
 size, mtime and SHA-256, so the second load of the 1 GB real file skips the CSV.
 
-    >>> from training.fma import load_catalogue
+    >>> from training.data.fma import load_catalogue
     >>> cat = load_catalogue(data_dir=Path("data/demo"))
     >>> cat.features.shape, cat.n_dropped
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
+from training.data.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
 
 TRACKS_FILE = "tracks.csv"
 FEATURES_FILE = "features.csv"

@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluate import baseline_spaces, evaluate_spaces, model_space
-from training.fma import Catalogue
-from training.linear import LINEAR_METHODS, LinearTrainConfig, fit_linear_on_catalogue
-from training.train import TrainConfig, TrainedRun, train_on_catalogue
+from training.config import LINEAR_METHODS, LinearTrainConfig, TrainConfig
+from training.data.fma import Catalogue
+from training.evaluation.spaces import baseline_spaces, evaluate_spaces, model_space
+from training.linear import fit_linear_on_catalogue
+from training.runs import TrainedRun
+from training.train import train_on_catalogue
 
 METRICS: tuple[str, ...] = ("mean_auc", "mean_average_precision", "recall_at_10", "ndcg_at_10")
 METHODS: tuple[str, ...] = ("triplet", *LINEAR_METHODS)

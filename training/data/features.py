@@ -3,7 +3,7 @@
 FMA's `features.csv` holds 74 frame-wise librosa series, each summarised by 7
 statistics over time, in columns sorted by (feature, statistics, number):
 
-    >>> from training.features import FEATURE_COLUMNS, N_FEATURES
+    >>> from training.data.features import FEATURE_COLUMNS, N_FEATURES
     >>> N_FEATURES, FEATURE_COLUMNS[0]
     (518, ('chroma_cens', 'kurtosis', '01'))
 """

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.data import ArtistSplit, ZScore
-from training.metrics import all_queries, draw_queries, retrieval_scores
+from training.data.split import ArtistSplit, ZScore
+from training.evaluation.metrics import all_queries, draw_queries, retrieval_scores
 from training.model import Embedder, embed
 
 # A space maps raw (n, 518) features to the vectors whose L2 distances rank songs.

@@ -6,7 +6,7 @@ shared/ describes it. A cold-start song only sits among the catalogue's songs if
 its numbers come from the same recipe, so this module follows it to the detail,
 including where today's librosa changed a default since then (see `_series`).
 
-    >>> from training.audio import decode, extract_features, features_from_file
+    >>> from training.audio.recipe import decode, extract_features, features_from_file
     >>> signal, sr = decode("song.mp3")            # middle 30 s, mono, native rate
     >>> extract_features(signal=signal, sr=sr).shape
     (518,)
@@ -28,7 +28,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from training.features import FEATURE_COLUMNS
+from training.data.features import FEATURE_COLUMNS
 
 FRAME_LENGTH = 2048  # samples per analysis frame (STFT size, zcr frame)
 HOP_LENGTH = 512  # samples between frames

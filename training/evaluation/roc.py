@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.metrics import squared_distances
+from training.evaluation.metrics import squared_distances
 
 # Queries whose distances are held at once: bounds memory at chunk x n_songs floats.
 _QUERY_CHUNK = 256

@@ -1,4 +1,4 @@
-"""The song index on Milvus: the same interface and results as app.index.SongIndex.
+"""The song index on Milvus: the same interface and results as app.index.faiss_index.FaissSongIndex.
 
 For catalogues beyond one machine's memory: the vectors live in a Milvus
 collection (a Milvus cluster, or Milvus Lite embedded in this process when the
@@ -27,7 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from app.index import EARTH_RADIUS_KM, Near, Neighbour, SongFilter, SongRows, haversine_km
+from app.catalogue.rows import SongRows
+from app.index.protocol import EARTH_RADIUS_KM, Near, Neighbour, SongFilter, haversine_km
 
 # Milvus refuses a search asking for more than this many results (its topk limit).
 MAX_TOPK = 16_384

@@ -10,17 +10,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
-from training.data import ArtistSplit, ZScore
-from training.evaluate import (
+from training.config import TrainConfig
+from training.data.fma import Catalogue
+from training.data.split import ArtistSplit, ZScore
+from training.evaluation.spaces import (
     SpaceScore,
     baseline_spaces,
     evaluate_on_split,
     evaluate_spaces,
     model_space,
 )
-from training.fma import Catalogue
 from training.model import Embedder
-from training.train import EpochCallback, TrainConfig, TrainedRun, train_on_catalogue
+from training.runs import EpochCallback, TrainedRun
+from training.train import train_on_catalogue
 
 # Table 1 of the paper (full FMA, 2,529 rankings of 25,290 songs).
 PAPER_TABLE1: dict[str, float] = {

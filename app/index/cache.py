@@ -31,7 +31,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.index_kinds import IndexSpec
+from app.index.kinds import IndexSpec
 
 log = logging.getLogger("musicsim.cache")
 

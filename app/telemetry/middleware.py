@@ -16,8 +16,8 @@ import time
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import request_id_from, request_id_var
-from app.metrics import RequestMetrics
+from app.telemetry.logs import request_id_from, request_id_var
+from app.telemetry.prometheus import RequestMetrics
 
 access_log = logging.getLogger("musicsim.access")
 UNMATCHED = "unmatched"

@@ -4,7 +4,7 @@ The wrapper owns the row <-> song-id mapping, trims FAISS's -1 padding, and
 applies filters (other artists only, genre, near a place) as a selector inside
 the search, so a filtered query still returns k songs whenever k songs match.
 
-    >>> index = SongIndex(dim=518)
+    >>> index = FaissSongIndex(dim=518)
     >>> index.add(SongRows(ids, artist_ids, genres, latitudes, longitudes), embeddings)
     >>> index.search(vectors, k=10, where=SongFilter(genre="Rock"))
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
-from app.index_kinds import (
+from app.catalogue.rows import SongRows
+from app.index.kinds import (
     IndexSpec,
     add_vectors,
     build_faiss_index,
@@ -28,72 +28,9 @@ from app.index_kinds import (
     prepare,
     search_parameters,
 )
+from app.index.protocol import Neighbour, SongFilter, haversine_km
 
-EARTH_RADIUS_KM = 6371.0088
-_EXACT_CHUNK = 65_536  # rows per step of an exact search over a subset
-
-
-@dataclass(frozen=True)
-class SongRows:
-    """Attributes of songs in index order; latitude/longitude NaN where unknown."""
-
-    ids: np.ndarray  # int64
-    artist_ids: np.ndarray  # int64
-    genres: np.ndarray  # object: top-level genre title or None
-    latitudes: np.ndarray  # float64
-    longitudes: np.ndarray  # float64
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def empty(cls) -> SongRows:
-        f = np.empty(0, np.float64)
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object), f, f)
-
-    def extend(self, other: SongRows) -> SongRows:
-        return SongRows(
-            *(
-                np.concatenate([mine, theirs])
-                for mine, theirs in zip(self.columns(), other.columns(), strict=True)
-            )
-        )
-
-    def columns(self) -> tuple[np.ndarray, ...]:
-        return (self.ids, self.artist_ids, self.genres, self.latitudes, self.longitudes)
-
-
-@dataclass(frozen=True)
-class Near:
-    latitude: float
-    longitude: float
-    radius_km: float
-
-
-@dataclass(frozen=True)
-class SongFilter:
-    """Which songs may be returned. Empty means all."""
-
-    exclude_artist: int | None = None  # drop this artist's songs (discovery of others)
-    genre: str | None = None  # only this top-level genre
-    near: Near | None = None  # only artists within radius_km of a point
-
-    def is_empty(self) -> bool:
-        return self.exclude_artist is None and self.genre is None and self.near is None
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    song_id: int
-    distance: float  # L2 distance in the embedding space
-
-
-def haversine_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
-    """Great-circle distances from one point to many, in km (NaN where unknown)."""
-    p1, p2 = np.radians(lat), np.radians(lats)
-    dp, dl = p2 - p1, np.radians(lons - lon)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+EXACT_CHUNK = 65_536  # rows per step of an exact search over a subset
 
 
 class ReadWriteLock:
@@ -167,7 +104,7 @@ class VectorStore:
         return out
 
 
-class SongIndex:
+class FaissSongIndex:
     """L2 search over song embeddings, exact (`flat`) or approximate; thread-safe.
 
     Searches share a read lock; adds take the write lock, because FAISS may
@@ -195,11 +132,11 @@ class SongIndex:
         spec: IndexSpec | None = None,
         *,
         faiss_index: faiss.Index | None = None,
-    ) -> SongIndex:
+    ) -> FaissSongIndex:
         """An index over a whole catalogue at once, so that IVF kinds train on all of it.
 
         `embeddings` may be memory-mapped; `faiss_index` is a persisted index built
-        from exactly these embeddings (see `app.embedding_cache`).
+        from exactly these embeddings (see `app.index.cache`).
         """
         if embeddings.shape[0] != len(rows) or len(np.unique(rows.ids)) != len(rows):
             raise ValueError("need one embedding per row and unique song ids")
@@ -218,6 +155,9 @@ class SongIndex:
     @property
     def faiss_index(self) -> faiss.Index:
         return self._faiss
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -339,8 +279,8 @@ class SongIndex:
         subset = np.arange(len(self._rows)) if allowed is None else np.flatnonzero(allowed)
         distances = np.full((len(queries), k), np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
-        for start in range(0, len(subset), _EXACT_CHUNK):  # bounded memory at any scale
-            chunk = subset[start : start + _EXACT_CHUNK]
+        for start in range(0, len(subset), EXACT_CHUNK):  # bounded memory at any scale
+            chunk = subset[start : start + EXACT_CHUNK]
             d, local = faiss.knn(queries, self._vectors.take(chunk), min(k, len(chunk)))
             merged_d = np.concatenate([distances, d], axis=1)
             merged_r = np.concatenate([rows, np.where(local >= 0, chunk[local], -1)], axis=1)

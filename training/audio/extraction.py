@@ -2,11 +2,11 @@
 
 The batch job behind `musicsim extract PATH... --out DIR [--jobs N | --scheduler ADDRESS]`:
 folders are searched recursively for audio files, each file's middle 30 s is
-analysed by FMA's recipe (training.audio) on a Dask cluster, and the results are
+analysed by FMA's recipe (training.audio.recipe) on a Dask cluster, and the results are
 written in FMA's layout, so every musicsim command that reads FMA's metadata
 reads them too:
 
-    >>> from training.extraction import extract_catalogue
+    >>> from training.audio.extraction import extract_catalogue
     >>> report = extract_catalogue(
     ...     paths=[Path("music/")], out_dir=Path("data/mine"), jobs=4,
     ...     excerpt_seconds=30.0, on_file=None,
@@ -18,7 +18,7 @@ The cluster is a local one of `jobs` worker processes (one thread each), or an
 existing cluster reached at `scheduler` (tcp://host:port), whose workers must
 see the files at the same paths; jobs=1 without a scheduler runs in this process.
 Each file's outcome is appended to a journal under out_dir/.musicsim-extract/ as
-it finishes (training.extraction_store), so a killed job keeps what it finished,
+it finishes (training.audio.journal), so a killed job keeps what it finished,
 a re-run analyses only files not done yet, and a worker that dies loses only the
 files it was analysing (reported as skipped; a re-run retries them).
 
@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from training.audio import AUDIO_EXTENSIONS, AudioError, features_from_file
-from training.extraction_store import AnalysedTrack, Outcome, ResultStore, file_key
-from training.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
-from training.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
+from training.audio.journal import AnalysedTrack, Outcome, ResultStore, file_key
+from training.audio.recipe import AUDIO_EXTENSIONS, AudioError, features_from_file
+from training.data.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
+from training.data.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
 
 UNKNOWN_ARTIST = "unknown"
 STORE_FOLDER = ".musicsim-extract"

@@ -7,7 +7,7 @@ reads it exactly as it would read FMA. Usage::
 
     from pathlib import Path
     import pandas as pd
-    from training.synthetic import write_demo_catalogue
+    from training.data.synthetic import write_demo_catalogue
 
     demo = write_demo_catalogue(out_dir=Path("data/demo"), seed=0)  # 10,000 tracks, ~3 s
     tracks = pd.read_csv(demo.out_dir / "tracks.csv", index_col=0, header=[0, 1])
@@ -45,14 +45,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.features import (
+from training.data.features import (
     FEATURE_COLUMNS,
     FEATURE_SIZES,
     HEADER_NAMES,
     INDEX_NAME,
     STATISTICS,
 )
-from training.fma import TOP_GENRES
+from training.data.fma import TOP_GENRES
 
 # FMA's ratio of tracks to artists (106,574 / 16,341), small enough that the whole
 # pipeline (generate, train, evaluate) runs in about a minute on two cores.

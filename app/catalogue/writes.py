@@ -1,0 +1,90 @@
+"""Adding cold-start songs at run time: the song, and its artist when it is new.
+
+>>> song = add_song(session, NewSong(title="Demo", artist="New band", features=vector))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from app.catalogue import CatalogueError
+from app.catalogue.reads import top_level_genres
+from app.orm import COLD_START, Artist, Song, features_to_blob
+
+
+@dataclass(frozen=True)
+class NewSong:
+    title: str
+    artist: int | str  # an existing artist's id, or a name
+    features: np.ndarray  # (518,) float32
+    genre: str | None = None
+    duration: float | None = None
+    location: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+def add_song(session: Session, new: NewSong) -> Song:
+    """Store a cold-start song and commit; returns it with its new id."""
+    _lock_for_writing(session)
+    artist = _resolve_artist(session, new)
+    genre_id = None
+    if new.genre is not None:
+        genres = top_level_genres(session)
+        if new.genre not in genres:
+            raise CatalogueError(f"unknown genre {new.genre!r}; known: {sorted(genres)}")
+        genre_id = genres[new.genre]
+    song = Song(
+        title=new.title,
+        artist=artist,
+        genre_id=genre_id,
+        duration=new.duration,
+        features=features_to_blob(new.features),
+        source=COLD_START,
+    )
+    session.add(song)
+    session.commit()
+    session.refresh(song)
+    return song
+
+
+def _lock_for_writing(session: Session) -> None:
+    """Hold the database's write lock from here to the commit.
+
+    Looking an artist up by name and creating it when absent must be one step: two
+    requests creating the same new artist at once would otherwise both find none and
+    both insert one, and that name could never be used again ("2 artists are named").
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite" and not session.connection().connection.dbapi_connection.in_transaction:
+        session.execute(text("BEGIN IMMEDIATE"))
+    elif dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7262)"))  # one lock for all adds
+
+
+def _resolve_artist(session: Session, new: NewSong) -> Artist:
+    has_location = any(v is not None for v in (new.location, new.latitude, new.longitude))
+    if isinstance(new.artist, int):
+        artist = session.get(Artist, new.artist)
+        if artist is None:
+            raise CatalogueError(f"artist {new.artist} does not exist; give a name to create one")
+        if has_location:
+            raise CatalogueError("a location can only be given for a new artist")
+        return artist
+    same_name = session.scalars(select(Artist).where(Artist.name == new.artist)).all()
+    if len(same_name) > 1:
+        ids = [a.id for a in same_name]
+        raise CatalogueError(f"{len(ids)} artists are named {new.artist!r} ({ids}); give an id")
+    if same_name:
+        if has_location:
+            raise CatalogueError("a location can only be given for a new artist")
+        return same_name[0]
+    artist = Artist(
+        name=new.artist, location=new.location, latitude=new.latitude, longitude=new.longitude
+    )
+    session.add(artist)
+    return artist

@@ -1,0 +1,115 @@
+"""Keeping a process's index in step with songs other processes add.
+
+Every uvicorn worker or replica on one database (SQLite file or PostgreSQL) indexes
+what it stores at once, and a follower thread polls the songs table every
+`sync_interval_seconds` for songs its index lacks (`index_missing_songs`).
+A poll compares the table with the index as sets, not against an id watermark:
+on PostgreSQL a transaction takes its song id from a sequence before it commits,
+so a song with a smaller id can become visible after one with a larger id, and a
+watermark would skip it for good.
+
+The bound: a song committed at time t is counted by the first poll that starts
+after t and indexed by that poll, so every process serves it by
+t + sync_interval_seconds + the time of two polls (the one running at t and the
+one that indexes it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.catalogue.reads import read_index_rows
+from app.index.protocol import SongIndex
+from app.orm import Song
+
+log = logging.getLogger("musicsim.sync")
+# A poll counts songs per block of this many consecutive ids, and reads the ids of a
+# block only when its count differs from the index's.
+ID_BLOCK = 4096
+# Ids per look-up of songs not indexed yet: below SQLite's bound-parameter limit.
+LOOKUP_CHUNK = 2000
+
+
+class CatalogueFollower:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        index: SongIndex,
+        embed: Callable[[np.ndarray], np.ndarray],
+        *,
+        interval_s: float,
+    ):
+        self._sessions = sessions
+        self._index = index
+        self._embed = embed
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="catalogue-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def poll_once(self) -> int:
+        """Index stored songs the index lacks; returns how many were new."""
+        with self._sessions() as session:
+            return index_missing_songs(session, self._index, self._embed)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                added = self.poll_once()
+            except SQLAlchemyError as exc:  # a busy or restarting database: try next round
+                log.warning("could not read new songs: %s", exc)
+                continue
+            if added:
+                log.info("indexed %d songs added by other processes", added)
+
+
+def index_missing_songs(
+    session: Session,
+    index: SongIndex,
+    embed: Callable[[np.ndarray], np.ndarray],
+    *,
+    id_block: int = ID_BLOCK,
+    lookup_chunk: int = LOOKUP_CHUNK,
+) -> int:
+    """Index every stored song the index lacks, whatever order their ids committed in.
+
+    Returns how many were added. Songs are never deleted and the index holds only
+    committed songs, so the songs indexed before the table is read are all among
+    those it holds: where the counts agree, nothing is missing. The whole table's
+    count settles most polls; otherwise counts per block of ids find the blocks
+    whose ids are read and compared with the index. An id watermark instead could
+    skip a song whose transaction took its id early and committed late, which
+    PostgreSQL's sequences allow.
+    """
+    indexed = index.ids()
+    if session.scalar(select(func.count()).select_from(Song)) == len(indexed):
+        return 0
+    block = Song.id // id_block
+    stored_per_block = session.execute(select(block, func.count()).group_by(block)).all()
+    indexed_blocks, indexed_counts = np.unique(indexed // id_block, return_counts=True)
+    indexed_per_block = dict(zip(indexed_blocks.tolist(), indexed_counts.tolist(), strict=True))
+    added = 0
+    for b, count in stored_per_block:
+        if count == indexed_per_block.get(int(b), 0):
+            continue
+        low, high = int(b) * id_block, (int(b) + 1) * id_block
+        stored = session.scalars(select(Song.id).where(Song.id >= low, Song.id < high)).all()
+        missing = index.missing(np.asarray(stored, dtype=np.int64))
+        for start in range(0, len(missing), lookup_chunk):
+            rows, features = read_index_rows(session, ids=missing[start : start + lookup_chunk])
+            if len(rows):
+                added += index.add(rows, embed(features))
+    return added

@@ -1,0 +1,143 @@
+"""Start-up: the one place that chooses the index backend and fills it from the database.
+
+    >>> index = open_index(session, settings, bundle)     # filled with every stored song
+    >>> index.close()
+
+Both backends implement `app.index.protocol.SongIndex`, so the follower and the
+routes hold no backend-specific code. FAISS indexes are built from the whole catalogue at once
+(IVF kinds train on it) and persist their embeddings; a Milvus collection
+persists itself and is brought up to date with the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.catalogue.reads import catalogue_version, read_features_of, read_song_rows
+from app.config import Settings
+from app.index.cache import CacheKey, EmbeddingCache, spot_check
+from app.index.faiss_index import FaissSongIndex
+from app.index.follower import index_missing_songs
+from app.index.kinds import IndexSpec
+from app.index.protocol import SongIndex
+from training.artefacts import Bundle
+
+log = logging.getLogger("musicsim.index")
+# Songs read and embedded per step: bounded memory at any size.
+EMBED_CHUNK = 20_000
+
+
+def open_index(session: Session, settings: Settings, bundle: Bundle) -> SongIndex:
+    """The configured index, holding every song stored in the database."""
+    dim = bundle.embedding_dim
+    if settings.index_backend == "faiss":
+        cache = EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None
+        return build_index(
+            session,
+            bundle.embed,
+            dim,
+            spec=index_spec(settings),
+            cache=cache,
+            model_sha256=bundle.manifest_sha256,
+        )
+    index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
+    index_missing_songs(session, index, bundle.embed)
+    return index
+
+
+def open_milvus_collection(settings: Settings, *, dim: int, model_sha256: str) -> SongIndex:
+    """The Milvus collection of this model (created when absent).
+
+    The collection's name carries the model's manifest hash: embeddings of another
+    model are never mixed with this one's, and a new model starts its own collection.
+    """
+    # Imported here: pymilvus is loaded only by services that use Milvus.
+    from app.index.milvus import MilvusSongIndex
+
+    if "://" not in settings.milvus_uri:  # Milvus Lite: a file, whose folder must exist
+        Path(settings.milvus_uri).parent.mkdir(parents=True, exist_ok=True)
+    return MilvusSongIndex(
+        dim,
+        uri=settings.milvus_uri,
+        token=settings.milvus_token,
+        collection=f"{settings.milvus_collection}_{model_sha256[:16]}",
+    )
+
+
+def index_spec(settings: Settings) -> IndexSpec:
+    return IndexSpec(
+        kind=settings.index_kind,
+        hnsw_m=settings.index_hnsw_m,
+        hnsw_ef_construction=settings.index_hnsw_ef_construction,
+        hnsw_ef_search=settings.index_hnsw_ef_search,
+        ivf_nlist=settings.index_ivf_nlist,
+        ivf_nprobe=settings.index_ivf_nprobe,
+        pq_refine=settings.index_pq_refine,
+        exact_below=settings.index_exact_below,
+    )
+
+
+def embed_songs(
+    session: Session,
+    ids: np.ndarray,
+    embed: Callable[[np.ndarray], np.ndarray],
+    out: np.ndarray,
+    *,
+    chunk_songs: int = EMBED_CHUNK,
+) -> None:
+    """Write the embeddings of the songs `ids` into `out`, a chunk at a time."""
+    for start in range(0, len(ids), chunk_songs):
+        chunk = ids[start : start + chunk_songs]
+        out[start : start + len(chunk)] = embed(read_features_of(session, chunk))
+
+
+def build_index(
+    session: Session,
+    embed: Callable[[np.ndarray], np.ndarray],
+    dim: int,
+    *,
+    spec: IndexSpec | None = None,
+    cache: EmbeddingCache | None = None,
+    model_sha256: str = "",
+) -> FaissSongIndex:
+    """Index every stored song, reusing persisted embeddings and index when they match."""
+    spec = spec or IndexSpec()
+    version = catalogue_version(session)  # first: a change after this makes the key stale
+    rows = read_song_rows(session)
+    if cache is None:
+        embeddings = np.empty((len(rows), dim), dtype=np.float32)
+        embed_songs(session, rows.ids, embed, embeddings)
+        return FaissSongIndex.from_embeddings(rows, embeddings, spec)
+    key = CacheKey.of(model_sha256=model_sha256, catalogue_version=version, ids=rows.ids, dim=dim)
+    embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
+    if embeddings is None:
+        embeddings = cache.compute(key, lambda out: embed_songs(session, rows.ids, embed, out))
+        log.info("embedded %d songs and saved them to %s", len(rows), cache.root)
+    stored = cache.load_index(key, spec) if spec.approximate else None
+    index = FaissSongIndex.from_embeddings(rows, embeddings, spec, faiss_index=stored)
+    if spec.approximate and stored is None:
+        cache.save_index(key, spec, index.faiss_index)
+    return index
+
+
+def _reusable_embeddings(
+    session: Session,
+    cache: EmbeddingCache,
+    key: CacheKey,
+    ids: np.ndarray,
+    embed: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray | None:
+    embeddings = cache.load(key)
+    if embeddings is None:
+        return None
+    if not spot_check(embeddings, ids, lambda some: read_features_of(session, some), embed):
+        log.warning("persisted embeddings differ from the model's output: recomputing")
+        cache.discard(key)
+        return None
+    log.info("reusing %d persisted embeddings (fingerprint %s)", len(ids), key.digest()[:12])
+    return embeddings
