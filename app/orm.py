@@ -76,6 +76,7 @@ class Song(Base):
     artist_id: Mapped[int] = mapped_column(ForeignKey("artists.id"), index=True)
     genre_id: Mapped[int | None] = mapped_column(ForeignKey("genres.id"), index=True)
     duration: Mapped[float | None] = mapped_column(Float)
+    album: Mapped[str | None] = mapped_column(String(1024))
     features: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(

@@ -66,6 +66,7 @@ class SongOut(BaseModel):
     artist: ArtistRef
     genre: str | None
     duration: float | None
+    album: str | None
     location: str | None
     latitude: float | None
     longitude: float | None

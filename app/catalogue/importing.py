@@ -99,6 +99,7 @@ def _song_records(catalogue: Catalogue, genre_ids: dict[str, int]) -> Iterator[d
             "artist_id": int(row.artist_id),
             "genre_id": genre_ids.get(_text(row.genre) or ""),
             "duration": _number(row.duration),
+            "album": _text(row.album),
             "features": features_to_blob(catalogue.features[i]),
             "source": FMA,
         }

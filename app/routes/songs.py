@@ -43,6 +43,7 @@ def song_out(song: Song) -> SongOut:
         artist=ArtistRef(id=artist.id, name=artist.name),
         genre=song.genre.title if song.genre else None,
         duration=song.duration,
+        album=song.album,
         location=artist.location,
         latitude=artist.latitude,
         longitude=artist.longitude,

@@ -2,15 +2,15 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from paths import AUDIO_DIR
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 
-AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
+AUDIO = AUDIO_DIR
 
 
 def run(*args: str):

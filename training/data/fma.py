@@ -41,6 +41,7 @@ OPTIONAL_TRACK_COLUMNS = {
     ("artist", "latitude"): "latitude",
     ("artist", "longitude"): "longitude",
     ("track", "duration"): "duration",
+    ("album", "title"): "album",
 }
 GENRE_COLUMNS = ("genre_id", "#tracks", "parent", "title", "top_level")
 # FMA's 16 top-level genres: (genre_id, title, tracks with that genre_top in the full release).
@@ -79,7 +80,7 @@ class Catalogue:
 
     features: (n_tracks, 518) float32 in FEATURE_COLUMNS order.
     tracks: indexed by track_id, columns artist_id, artist_name, title, genre
-        (top-level genre title, or None), location, latitude, longitude, duration.
+        (top-level genre title, or None), location, latitude, longitude, duration, album.
     """
 
     features: np.ndarray
@@ -327,7 +328,7 @@ def _typed_tracks(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     if artist.isna().any() or (artist % 1 != 0).any():
         raise FMAFormatError(path, "artist.id holds a missing or non-integer value")
     out["artist_id"] = artist.astype(np.int64)
-    for name in ("artist_name", "title", "genre", "location"):
+    for name in ("artist_name", "title", "genre", "location", "album"):
         column = table[name] if name in table else pd.Series(None, index=table.index)
         out[name] = column.astype(object).where(column.notna(), None)
     for name in ("latitude", "longitude", "duration"):

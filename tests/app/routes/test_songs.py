@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect
@@ -30,6 +31,15 @@ def test_read_song_returns_its_metadata(client, catalogue):
     assert body["id"] == tid and body["title"] == row["title"]
     assert body["artist"] == {"id": int(row["artist_id"]), "name": row["artist_name"]}
     assert body["genre"] == row["genre"] and body["source"] == "fma"
+
+
+def test_a_song_carries_its_album_title_from_tracks_csv(client, catalogue, small_catalogue_dir):
+    tracks = pd.read_csv(small_catalogue_dir / "tracks.csv", index_col=0, header=[0, 1])
+    for tid in catalogue.track_ids[:20]:
+        expected = tracks.loc[int(tid), ("album", "title")]
+        album = client.get(f"/songs/{int(tid)}").json()["album"]
+        assert album == (None if pd.isna(expected) else str(expected))
+    assert tracks[("album", "title")].notna().any()
 
 
 def test_unknown_song_is_404(client):

@@ -26,7 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
 AUDIO = ROOT.parent / "shared" / "data" / "audio"
 CHROMIUM = Path("/usr/bin/chromium")

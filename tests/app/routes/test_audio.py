@@ -1,10 +1,9 @@
 """POST /songs/audio with the real clips in ../shared/data/audio."""
 
-from pathlib import Path
-
 import pytest
+from paths import AUDIO_DIR
 
-AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
+AUDIO = AUDIO_DIR
 CLIP = AUDIO / "Kevin_MacLeod_-_Vibe_Ace.ogg"
 
 pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"real clips not found in {AUDIO}")

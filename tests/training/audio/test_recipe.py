@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from paths import AUDIO_DIR
 from scipy import stats
 
 from training.audio.extraction import extract_catalogue
@@ -30,7 +31,6 @@ from training.audio.recipe import (
 from training.data.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS, column_index
 from training.data.fma import load_catalogue
 
-AUDIO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 LONG_CLIP = "Karissa_Hobbs_-_Lets_Go_Fishin.ogg"  # 133 s
 SHORT_CLIP = "sorohanro_-_solo-trumpet-06.ogg"  # 5.3 s
 TAGGED_CLIP = "Kevin_MacLeod_-_Vibe_Ace.ogg"  # title and artist tags

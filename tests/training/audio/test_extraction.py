@@ -10,6 +10,7 @@ import dask
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from paths import AUDIO_DIR
 from typer.testing import CliRunner
 
 from app.cli import app as cli
@@ -17,7 +18,7 @@ from training.audio.extraction import STORE_FOLDER, extract_catalogue
 from training.audio.journal import JOURNAL_NAME
 from training.data.fma import load_catalogue
 
-AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
+AUDIO = AUDIO_DIR
 CLIPS = sorted(AUDIO.glob("*.ogg"))
 
 pytestmark = pytest.mark.skipif(len(CLIPS) < 4, reason=f"real clips not found in {AUDIO}")
