@@ -93,14 +93,14 @@ class TrainConfig:
         )
 
 
-LINEAR_METHODS: tuple[str, ...] = ("lda", "nca")
+LINEAR_METHODS: tuple[str, ...] = ("lda", "nca", "zscore")
 
 
 @dataclass(frozen=True)
 class LinearTrainConfig:
     """One linear metric fit. The split fields mean what they mean in TrainConfig."""
 
-    method: str = "lda"  # "lda" or "nca"
+    method: str = "lda"  # "lda", "nca" or "zscore" (the identity)
     embedding_dim: int = 64  # output dimensions (LDA: at most n_training_artists - 1)
     shrinkage: float | None = None  # LDA covariance shrinkage in [0, 1]; None: Ledoit-Wolf
     nca_max_tracks: int = 3000  # NCA fits on at most this many training tracks

@@ -8,6 +8,8 @@ service serves either.
 - "lda": scikit-learn's LinearDiscriminantAnalysis with artists as classes, the
   eigen solver and Ledoit-Wolf shrinkage of the within-artist covariance; the
   first `embedding_dim` discriminant directions.
+- "zscore": the identity: songs compared by z-scored L2, nothing learned. Served
+  like any bundle; the choice for a library with too few labelled artists.
 - "nca": NeighborhoodComponentsAnalysis. Each of its iterations is O(n^2) in the
   tracks it sees, so it fits on at most `nca_max_tracks` training tracks (drawn
   by `seed`) for at most `nca_max_iter` iterations.
@@ -22,9 +24,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neighbors import NeighborhoodComponentsAnalysis
 
 from training.config import LinearTrainConfig
 from training.data.fma import Catalogue
@@ -49,12 +48,16 @@ def fit_linear_on_catalogue(catalogue: Catalogue, config: LinearTrainConfig) -> 
 
 def fit_projection(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -> np.ndarray:
     """(embedding_dim, n_features) float32 matrix W: songs are compared by |W x - W y|."""
+    if config.method == "zscore":
+        return np.eye(x.shape[1], dtype=np.float32)
     if config.method == "lda":
         return _fit_lda(x, artist_ids, config)
     return _fit_nca(x, artist_ids, config)
 
 
 def _fit_lda(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -> np.ndarray:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     n_classes = len(np.unique(artist_ids))
     if n_classes < 2:
         raise ValueError("LDA needs at least two training artists")
@@ -70,6 +73,9 @@ def _fit_lda(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -
 
 
 def _fit_nca(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -> np.ndarray:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neighbors import NeighborhoodComponentsAnalysis
+
     rng = np.random.default_rng([config.seed, 3])
     rows = np.arange(len(x))
     if len(rows) > config.nca_max_tracks:
