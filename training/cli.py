@@ -45,7 +45,8 @@ from training.data.fetch import (
     fetch_fma,
 )
 from training.data.fma import Catalogue, FMAFormatError, load_catalogue
-from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
+from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS
+from training.data.synthetic.catalogue import write_demo_catalogue
 from training.evaluation.spaces import SpaceScore
 from training.experiments.compare import (
     METRICS,
