@@ -44,8 +44,9 @@ import soundfile as sf
 
 from training.audio.journal import AnalysedTrack, Outcome, ResultStore, file_key
 from training.audio.recipe import AUDIO_EXTENSIONS, AudioError, features_from_file
+from training.data import FEATURES_FILE, GENRES_FILE, TRACKS_FILE
 from training.data.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
-from training.data.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
+from training.data.fma import GENRE_COLUMNS, TOP_GENRES
 
 UNKNOWN_ARTIST = "unknown"
 STORE_FOLDER = ".musicsim-extract"
