@@ -29,8 +29,7 @@ def main() -> None:
     try:
         app()
     except MissingExtra as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise SystemExit(2) from exc
+        raise SystemExit(fail(str(exc)).exit_code) from exc
 
 
 def read_settings(**overrides) -> Settings:
@@ -97,3 +96,7 @@ def serve(
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
     # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
     uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":  # python -m app.cli
+    main()

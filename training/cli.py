@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from training.config import TrainConfig
 from training.data.fetch import (
@@ -31,6 +32,7 @@ from training.data.fetch import (
     fetch_fma,
 )
 from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS
+from training.extras import MissingExtra
 
 if TYPE_CHECKING:
     from training.data.fma import Catalogue
@@ -56,7 +58,8 @@ EveryTrackOption = Annotated[
 
 
 def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    # escaped: messages quote user input and pip extras ("musicsim[audio]"), not markup
+    console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -157,7 +160,6 @@ def train(
     """Train a triplet network (or a linear metric) and save it as a bundle."""
     from training.artefacts import save_bundle
     from training.experiments.paper import PAPER_TABLE1, evaluate_run
-    from training.experiments.report import REPORT_DIR, write_run_report
     from training.train import train_on_catalogue
 
     flags = dict(
@@ -190,11 +192,21 @@ def train(
     console.print(f"saved bundle to {out}")
     # After save_bundle, which replaces the folder whole; the bundle's hashes ignore report/.
     paper_rows = {**PAPER_TABLE1, "model": PAPER_TABLE1[f"triplet-{triplets}"]}
-    report = write_run_report(
-        catalogue, runs={"model": run}, rows=rows, seed=seed, out_dir=out / REPORT_DIR,
+    write_report(
+        out, catalogue, runs={"model": run}, rows=rows, seed=seed,
         title=f"musicsim train --triplets {triplets} ({out})", paper=paper_rows,
     )  # fmt: skip
-    console.print(f"wrote the report with its figures to {report}")
+
+
+def write_report(folder: Path, catalogue: Catalogue, **details) -> None:
+    """The run's report with figures in folder/report/, or a note naming the missing extra."""
+    try:
+        from training.experiments.report import REPORT_DIR, write_run_report
+    except MissingExtra as exc:
+        console.print(f"[yellow]no report written:[/yellow] {escape(str(exc))}")
+        return
+    path = write_run_report(catalogue, out_dir=folder / REPORT_DIR, **details)
+    console.print(f"wrote the report with its figures to {path}")
 
 
 def train_from_config(
@@ -273,7 +285,6 @@ def paper(
     """Train both triplet variants and print the paper's Table 1 beside ours."""
     from training.artefacts import save_bundle
     from training.experiments.paper import PAPER_TABLE1, reproduce_table1
-    from training.experiments.report import REPORT_DIR, write_run_report
 
     catalogue = read_catalogue(data)
     labels = ["triplet-random", "triplet-genre"]
@@ -291,11 +302,10 @@ def paper(
                 run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
             )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
-        report = write_run_report(
-            catalogue, runs=table.runs, rows=table.rows, seed=seed, out_dir=out / REPORT_DIR,
+        write_report(
+            out, catalogue, runs=table.runs, rows=table.rows, seed=seed,
             title=f"musicsim paper ({data})", paper=PAPER_TABLE1,
         )  # fmt: skip
-        console.print(f"wrote the report with its figures to {report}")
     if as_json:
         print(json.dumps(table.as_json()))
     else:
