@@ -10,6 +10,7 @@ CORE_ONLY = ROOT / "tests" / "support" / "core_only.py"
 
 SERVE_FEATURES = """
 import json, sys
+sys.path.insert(0, "tests/support")
 from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
@@ -19,9 +20,9 @@ with TestClient(create_app(settings)) as client:
     song = client.get("/songs", params={"limit": 1}).json()["items"][0]["id"]
     similar = client.get(f"/songs/{song}/similar", params={"k": 3})
     audio = client.post("/songs/audio", files={"file": ("a.wav", b"RIFF", "audio/wav")})
-extras = sorted(m for m, module in sys.modules.items() if module is not None and m.split(".")[0] in {
-    "librosa", "soundfile", "mutagen", "sklearn", "scipy", "matplotlib", "dask",
-    "distributed", "pymilvus", "milvus_lite", "pytorch_metric_learning", "psycopg"})
+from core_only import EXTRA_MODULES
+extras = sorted(m for m, module in sys.modules.items()
+                if module is not None and m.split(".")[0] in EXTRA_MODULES)
 print(json.dumps({"similar": similar.status_code, "results": len(similar.json()["results"]),
                   "audio": audio.status_code, "audio_detail": audio.json()["detail"],
                   "extras_loaded": extras}))
