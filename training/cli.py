@@ -494,7 +494,7 @@ def fetch_fma_command(
         raise fail(str(exc)) from exc
     columns = [TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
     progress = Progress(*columns, TimeRemainingColumn(), console=console)
-    tasks = []
+    tasks: list = []
 
     def on_progress(done: int, total: int | None) -> None:
         if not tasks:  # shown only once a download starts: a verified zip needs none

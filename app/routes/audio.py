@@ -84,6 +84,7 @@ def read_similar_to_audio(
     results = similar_songs(session, found[0])
     song_id = None
     if add:
+        assert title is not None and artist is not None  # checked before the upload was read
         new = NewSong(
             title=title,
             artist=artist_ref(artist),

@@ -123,7 +123,7 @@ def _open_source(source: Source, *, name: str) -> str | BinaryIO:
     return stream
 
 
-def _read_excerpt(f: sf.SoundFile, *, excerpt_seconds: float | None) -> np.ndarray:
+def _read_excerpt(f, *, excerpt_seconds: float | None) -> np.ndarray:
     """(frames, channels) float32: the middle excerpt, or everything."""
     if excerpt_seconds is None:
         return f.read(dtype="float32", always_2d=True)
@@ -137,7 +137,7 @@ def _read_excerpt(f: sf.SoundFile, *, excerpt_seconds: float | None) -> np.ndarr
     return data[start : start + wanted]
 
 
-def _reason(exc: sf.LibsndfileError) -> str:
+def _reason(exc) -> str:  # a soundfile.LibsndfileError
     # libsndfile's codes (sndfile.h): 1 unrecognised format, 3 malformed, 4 encoding.
     reasons = {
         1: "not a recognised audio format (not audio, or an unsupported container)",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import TrainConfig
 from training.data.fma import Catalogue
 from training.evaluation.maps import principal_plane
 from training.evaluation.metrics import draw_queries
@@ -236,6 +237,9 @@ def report_markdown(
     ]
     for name, run in runs.items():
         config = run.config
+        if not isinstance(config, TrainConfig):  # a linear fit has no epochs to describe
+            lines.append(f"- {name}: {config.method} fitted on the training songs")
+            continue
         lines.append(
             f"- {name}: {config.triplets} triplets, {config.epochs} epochs of "
             f"{config.triplets_per_epoch} triplets, loss {run.losses[0]:.4f} in the first "

@@ -202,7 +202,8 @@ _PER_SERIES = ("centre", "style", "song", "sound", "spread", "envelope", "onset"
 
 def _physics() -> _Physics:
     fields: dict[str, list[np.ndarray]] = {k: [] for k in (*_PER_SERIES, "dynamics")}
-    nuisance, groups, start = [], {}, 0
+    nuisance, start = [], 0
+    groups: dict[str, list[np.ndarray]] = {}
     for feature, size in FEATURE_SIZES.items():
         fam = _FAMILIES[feature]
         for name in fields:
