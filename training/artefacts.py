@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ from training.model import (
     TripletMLP,
     embed,
 )
-from training.runs import TrainedRun
+
+if TYPE_CHECKING:  # saving takes a run; loading needs only the model and split
+    from training.runs import TrainedRun
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
