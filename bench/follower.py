@@ -1,4 +1,4 @@
-"""What one poll of the follower (app/sync.py) costs, on SQLite and on PostgreSQL.
+"""What one poll of the follower (app/index/follower.py) costs, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/follower.py --data data/replica-bench/catalogue \
         --postgres-url "$MUSICSIM_TEST_POSTGRES_URL"          # inside the cluster command
