@@ -4,7 +4,7 @@
 {"time": "2026-11-28T10:00:00.123+00:00", "level": "INFO", "logger": "musicsim.access",
  "message": "GET /songs/{song_id}/similar 200 4.1 ms", "request_id": "5f0c...", ...}
 
-The id lives in a context variable set by the request middleware (app/observe.py);
+The id lives in a context variable set by the request middleware (app/telemetry/middleware.py);
 FastAPI runs sync handlers in threads that inherit it, so every line logged while
 serving a request carries that request's id.
 """
