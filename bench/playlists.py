@@ -41,7 +41,7 @@ from app.main import create_app
 from training.artefacts import load_bundle, save_bundle
 from training.config import TrainConfig
 from training.data.fma import load_catalogue
-from training.data.synthetic import write_demo_catalogue
+from training.data.synthetic.catalogue import write_demo_catalogue
 from training.train import train_on_catalogue
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "playlists.md"
