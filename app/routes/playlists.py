@@ -135,9 +135,12 @@ def recommend_songs(
     check_k(body.k, service)
     check_seeds(len(body.positive) + len(body.negative), service, "positive + negative examples")
     where = filter_of(session, body)
-    ex = {"session": session, "index": index, "bundle": bundle}
-    positives, pos_tracks = embed_examples(body.positive, role="positive", **ex)
-    negatives, neg_tracks = embed_examples(body.negative, role="negative", **ex)
+    positives, pos_tracks = embed_examples(
+        body.positive, session=session, index=index, bundle=bundle, role="positive"
+    )
+    negatives, neg_tracks = embed_examples(
+        body.negative, session=session, index=index, bundle=bundle, role="negative"
+    )
     seeds = pos_tracks + neg_tracks
     excluded = describer(session)(body.exclude)  # unknown ids exclude nothing
     taken = Ledger(rules_of(body, seeds))
