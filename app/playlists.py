@@ -251,6 +251,20 @@ class Embeddings:
         return np.stack([self._known[i] for i in ids]) if ids else np.empty((0, 0))
 
 
+def remembered(describe: Describe) -> Describe:
+    """`describe` that asks the catalogue about each song once (a path or radio asks often)."""
+    known: dict[int, Track | None] = {}
+
+    def describe_once(ids: list[int]) -> dict[int, Track]:
+        new = [i for i in dict.fromkeys(ids) if i not in known]
+        if new:
+            found = describe(new)
+            known.update({i: found.get(i) for i in new})
+        return {i: t for i in ids if (t := known[i]) is not None}
+
+    return describe_once
+
+
 def pool_of(ids: list[int], *, describe: Describe, embeddings: Embeddings) -> Pool:
     """The pool of these songs, in this order; songs the catalogue no longer has are dropped."""
     tracks = describe(ids)
@@ -344,6 +358,7 @@ def recommend(
         def ranked(size: int) -> Ranked:
             return scan
 
+    describe = remembered(describe)
     embeddings = Embeddings(index)
     size = min(5 * k + len(taken.used_ids), max_pool)
     while True:
@@ -434,6 +449,7 @@ def song_path(
     Greedy picking never blocks a later pick (each pick uses one slot of one cap),
     so when a waypoint finds no allowed song the catalogue has no more: `TooFew`.
     """
+    describe = remembered(describe)
     embeddings = Embeddings(index)
     ends = pool_of([start.song_id, end.song_id], describe=describe, embeddings=embeddings)
     ledger = Ledger(rules)
@@ -487,6 +503,7 @@ def radio(
     then itself the last played. Fewer than n when the catalogue runs out.
     Distances are to that target point.
     """
+    describe = remembered(describe)
     embeddings = Embeddings(index)
     centre = seeds.mean(axis=0)
     played = np.asarray(last, dtype=np.float64)

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from app.main import create_app
@@ -532,3 +533,28 @@ def test_unknown_history_and_exclude_ids_are_ignored(shared, ref):
     assert radio.status_code == 200 and len(radio.json()["results"]) == 3
     mix = shared.post("/recommend", json={"positive": [song], "exclude": [999_999_999], "k": 3})
     assert mix.status_code == 200 and len(mix.json()["results"]) == 3
+
+
+def test_a_song_deleted_from_the_catalogue_is_named_and_never_returned(client, settings, ref):
+    gone, neighbour = int(ref["ids"][12]), None
+    similar = client.get(f"/songs/{gone}/similar", params={"k": 1}).json()["results"]
+    neighbour = similar[0]["id"]
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:  # behind the service's back: the index still holds it
+        connection.execute(text("DELETE FROM songs WHERE id = :id"), {"id": gone})
+    engine.dispose()
+    response = client.post("/recommend", json={"positive": [gone]})
+    assert response.status_code == 422 and f"no song with id {gone}" in response.text
+    response = client.post("/radio", json={"seeds": [gone]})
+    assert response.status_code == 422 and f"no song with id {gone}" in response.text
+    response = client.get(f"/songs/{neighbour}/path/{gone}")
+    assert response.status_code == 404 and f"song {gone} not found" in response.text
+    for call in (
+        client.post("/recommend", json={"positive": [neighbour], "k": 30}),
+        client.post("/recommend", json={"positive": [neighbour], "k": 30, "strategy": "best"}),
+        client.post("/radio", json={"seeds": [neighbour], "n": 30}),
+        client.get(f"/songs/{neighbour}/path/{int(ref['ids'][13])}", params={"length": 30}),
+    ):
+        assert call.status_code == 200, call.text
+        ids = [r["id"] for r in call.json()["results"]]
+        assert gone not in ids and len(ids) == 30
