@@ -18,6 +18,7 @@ pass the filters costs a few searches, never a hang.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from app.index.protocol import Neighbour, SongFilter, SongIndex
 # Two songs closer than this in the embedding space are the same recording (a
 # re-import, a duplicate upload): float32 rounding of one vector stays far below it.
 DUPLICATE_DISTANCE = 1e-4
-DISTANCE_BLOCK = 4_000_000  # floats per intermediate difference array (32 MB)
+# Songs a path or radio step asks for first; fourfold more while none of them is allowed.
+FIRST_POOL = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Rules:
     artist_gap: int = 0  # no artist twice within this many consecutive songs (radio)
 
 
+@functools.lru_cache(maxsize=65_536)  # a path or radio normalises the same titles often
 def normalised(text: str | None) -> str | None:
     """Case, accents, punctuation and spacing folded away: "Héllo,  World!" -> "hello world"."""
     if text is None:
@@ -66,12 +69,14 @@ def normalised(text: str | None) -> str | None:
     return " ".join(words) or None
 
 
+@functools.lru_cache(maxsize=65_536)
 def title_key(track: Track) -> str | None:
     """Same normalised title and artist name: the same song, whatever its id."""
     title, artist = normalised(track.title), normalised(track.artist_name)
     return None if title is None or artist is None else f"{title}\x00{artist}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def album_key(track: Track) -> str | None:
     album = normalised(track.album)
     return None if album is None else f"{track.artist_id}\x00{album}"
@@ -161,8 +166,8 @@ class Ledger:
             full = {a for a, n in self.album_counts.items() if n >= rules.max_per_album}
             ok &= np.array([a is None or a not in full for a in pool.albums], dtype=bool)
         if self.used_embeddings and len(pool):
-            nearest = min_distances(pool.embeddings, np.stack(self.used_embeddings))
-            ok &= nearest > DUPLICATE_DISTANCE
+            used = np.stack(self.used_embeddings)
+            ok &= ~near_any(pool.embeddings, used, DUPLICATE_DISTANCE)
         return ok
 
     def add(self, pool: Pool, row: int) -> np.ndarray:
@@ -194,16 +199,33 @@ class Ledger:
 
 
 def min_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a),) L2 distance from each row of a to its nearest row of b, computed as
-    ||a - b|| directly (the |a|^2 - 2ab + |b|^2 shortcut cancels near 0, where
-    duplicates are told apart), in chunks of b so memory stays bounded."""
+    """(len(a),) L2 distance from each row of a to its nearest row of b, as ||a - b||
+    directly (no |a|^2 - 2ab + |b|^2 cancellation near 0), one row of b at a time."""
     nearest = np.full(len(a), np.inf)
-    chunk = max(1, DISTANCE_BLOCK // max(1, a.size))
-    for start in range(0, len(b), chunk):
-        block = b[start : start + chunk]
-        d = np.sqrt(((a[:, None, :] - block[None, :, :]) ** 2).sum(axis=2))
-        nearest = np.minimum(nearest, d.min(axis=1))
+    for row in b:
+        nearest = np.minimum(nearest, np.sqrt(((a - row) ** 2).sum(axis=1)))
     return nearest
+
+
+def near_any(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+    """(len(a),) bool: is some row of b within `radius` of this row of a?
+
+    Projections onto one direction never lengthen a distance, so only pairs whose
+    projections lie within `radius` need the exact check: with continuous
+    embeddings that is a handful, and the cost stays O((|a| + |b|) log |b|).
+    """
+    if not len(a) or not len(b):
+        return np.zeros(len(a), dtype=bool)
+    direction = np.full(a.shape[1], 1.0 / np.sqrt(a.shape[1]))
+    pa, pb = a @ direction, b @ direction
+    order = np.argsort(pb)
+    lo = np.searchsorted(pb[order], pa - radius, side="left")
+    hi = np.searchsorted(pb[order], pa + radius, side="right")
+    out = np.zeros(len(a), dtype=bool)
+    for i in np.flatnonzero(hi > lo):
+        close = b[order[lo[i] : hi[i]]]
+        out[i] = bool((np.sqrt(((close - a[i]) ** 2).sum(axis=1)) <= radius).any())
+    return out
 
 
 def mmr_select(
@@ -468,7 +490,7 @@ def song_path(
             target=target,
             where=where,
             ledger=ledger,
-            first_pool=16 + len(ledger.used_ids),
+            first_pool=FIRST_POOL,
             max_pool=max_pool,
         )
         if found is None:
@@ -517,7 +539,7 @@ def radio(
             target=target,
             where=where,
             ledger=ledger,
-            first_pool=16 + len(ledger.used_ids),
+            first_pool=FIRST_POOL,
             max_pool=max_pool,
         )
         if found is None:

@@ -18,6 +18,7 @@ from app.playlists import (
     TooFew,
     Track,
     mmr_select,
+    near_any,
     normalised,
     radio,
     song_path,
@@ -324,3 +325,20 @@ def test_m3u_entries_have_a_duration_a_label_and_the_audio_url():
 def test_normalised_titles_fold_case_accents_and_punctuation():
     assert normalised("  Héllo,  WORLD! ") == normalised("hello world") == "hello world"
     assert normalised("!!!") is None and normalised(None) is None
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 30),
+    m=st.integers(0, 30),
+    radius=st.sampled_from([DUPLICATE_DISTANCE, 0.5, 1.5]),
+)
+def test_near_any_agrees_with_every_pairwise_distance(seed, n, m, radius):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, 3)), rng.standard_normal((m, 3))
+    if n and m:  # some exact copies and some just inside or outside the radius
+        a[: n // 3] = b[rng.integers(0, m, n // 3)]
+        a[n // 3 : n // 2] = b[rng.integers(0, m, n // 2 - n // 3)] + radius * 0.99 / np.sqrt(3)
+    expected = [any(math.dist(x, y) <= radius for y in b) for x in a]
+    assert near_any(a, b, radius).tolist() == expected
