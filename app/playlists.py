@@ -111,6 +111,10 @@ class Pool:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @functools.cached_property
+    def projected(self) -> np.ndarray:
+        return projection(self.embeddings)
+
 
 @dataclass
 class Ledger:
@@ -167,7 +171,7 @@ class Ledger:
             ok &= np.array([a is None or a not in full for a in pool.albums], dtype=bool)
         if self.used_embeddings and len(pool):
             used = np.stack(self.used_embeddings)
-            ok &= ~near_any(pool.embeddings, used, DUPLICATE_DISTANCE)
+            ok &= ~near_any(pool.embeddings, used, DUPLICATE_DISTANCE, a_projected=pool.projected)
         return ok
 
     def add(self, pool: Pool, row: int) -> np.ndarray:
@@ -182,8 +186,12 @@ class Ledger:
             ids=[pool.ids[row]], titles=[title], embeddings=[pool.embeddings[row]], artists=[artist]
         )
         self.artist_counts[artist] = self.artist_counts.get(artist, 0) + 1
-        step = min_distances(pool.embeddings, pool.embeddings[row : row + 1])
-        still = step > DUPLICATE_DISTANCE
+        still = ~near_any(
+            pool.embeddings,
+            pool.embeddings[row : row + 1],
+            DUPLICATE_DISTANCE,
+            a_projected=pool.projected,
+        )
         still[row] = False
         if title is not None:
             still &= pool.titles != title
@@ -207,7 +215,14 @@ def min_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return nearest
 
 
-def near_any(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+def projection(vectors: np.ndarray) -> np.ndarray:
+    """Each row projected onto the unit diagonal (a sum, not a BLAS call: cheap at any size)."""
+    return vectors.sum(axis=1) / np.sqrt(max(vectors.shape[1], 1))
+
+
+def near_any(
+    a: np.ndarray, b: np.ndarray, radius: float, *, a_projected: np.ndarray | None = None
+) -> np.ndarray:
     """(len(a),) bool: is some row of b within `radius` of this row of a?
 
     Projections onto one direction never lengthen a distance, so only pairs whose
@@ -216,8 +231,8 @@ def near_any(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
     """
     if not len(a) or not len(b):
         return np.zeros(len(a), dtype=bool)
-    direction = np.full(a.shape[1], 1.0 / np.sqrt(a.shape[1]))
-    pa, pb = a @ direction, b @ direction
+    pa = projection(a) if a_projected is None else a_projected
+    pb = projection(b)
     order = np.argsort(pb)
     lo = np.searchsorted(pb[order], pa - radius, side="left")
     hi = np.searchsorted(pb[order], pa + radius, side="right")
@@ -249,8 +264,9 @@ def mmr_select(
         row = int(np.argmax(np.where(allowed, score, -np.inf)))
         chosen.append(row)
         allowed &= ledger.add(pool, row)
-        step = min_distances(pool.embeddings, pool.embeddings[row : row + 1])
-        nearest_chosen = step if len(chosen) == 1 else np.minimum(nearest_chosen, step)
+        if lam < 1:  # the plain order needs no distances between songs
+            step = min_distances(pool.embeddings, pool.embeddings[row : row + 1])
+            nearest_chosen = step if len(chosen) == 1 else np.minimum(nearest_chosen, step)
     return chosen
 
 
