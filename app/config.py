@@ -81,6 +81,17 @@ class Settings(BaseSettings):
         "text", description="`musicsim serve` logs: text lines, or one JSON object per line"
     )
 
+    # Playlists (/recommend, /radio, /songs/{a}/path/{b}): bounds on what one request may cost.
+    playlist_max_length: int = Field(
+        200, ge=2, le=10_000, description="Most songs in one path or radio answer"
+    )
+    playlist_max_seeds: int = Field(
+        50, ge=1, le=10_000, description="Most positive + negative examples, or radio seeds"
+    )
+    playlist_max_pool: int = Field(
+        16_384, ge=16, le=16_384, description="Most candidates one playlist search considers"
+    )
+
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):

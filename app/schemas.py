@@ -79,6 +79,8 @@ class SimilarSong(BaseModel):
     artist: ArtistRef
     genre: str | None
     distance: float = Field(description="L2 distance in the embedding space")
+    album: str | None = None
+    duration: float | None = Field(None, description="Seconds, when known")
 
 
 class SimilarOut(BaseModel):

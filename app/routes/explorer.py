@@ -12,7 +12,11 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
-ASSETS = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
+ASSETS = {
+    "explorer.js": "text/javascript",
+    "explorer.css": "text/css",
+    "playlists.js": "text/javascript",
+}
 
 router = APIRouter(include_in_schema=False)
 

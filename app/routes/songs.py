@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.catalogue import CatalogueError
@@ -14,6 +14,7 @@ from app.catalogue.writes import NewSong
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
 from app.index.protocol import Neighbour, SongFilter, SongIndex
 from app.orm import Song
+from app.playlists import write_m3u
 from app.schemas import (
     MAX_ID,
     ArtistRef,
@@ -33,6 +34,13 @@ from app.similarity import add_and_index
 router = APIRouter(prefix="/songs", tags=["songs"])
 MAX_PAGE = 100  # songs per page of GET /songs
 SongId = Annotated[int, Path(ge=0, le=MAX_ID, description="Song (FMA track) id")]
+ListFormat = Annotated[
+    Literal["json", "m3u"],
+    Query(description="json, or m3u: an extended M3U playlist of the results (audio/x-mpegurl)"),
+]
+M3U_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"audio/x-mpegurl": {}}, "description": "JSON, or M3U with format=m3u"}
+}
 
 
 def song_out(song: Song) -> SongOut:
@@ -69,7 +77,16 @@ def similar_song(song: Song, *, distance: float) -> SimilarSong:
         artist=ArtistRef(id=song.artist.id, name=song.artist.name),
         genre=genre.title if genre is not None else None,
         distance=distance,
+        album=song.album,
+        duration=song.duration,
     )
+
+
+def as_m3u(request: Request, results: list[SimilarSong]) -> Response:
+    """The results as an extended M3U whose locations are this server's audio URLs."""
+    entries = [(r.id, r.duration, r.artist.name, r.title or f"song {r.id}") for r in results]
+    text = write_m3u(entries, base_url=str(request.base_url))
+    return Response(text, media_type="audio/x-mpegurl")
 
 
 def check_k(k: int, service: ServiceDep) -> None:
@@ -116,9 +133,10 @@ def read_song(song_id: SongId, session: SessionDep) -> SongOut:
     return song_out(get_song(session, song_id))
 
 
-@router.get("/{song_id:int}/similar", response_model=SimilarOut)
+@router.get("/{song_id:int}/similar", response_model=SimilarOut, responses=M3U_RESPONSES)
 def read_similar_songs(
     song_id: SongId,
+    request: Request,
     session: SessionDep,
     index: IndexDep,
     service: ServiceDep,
@@ -127,7 +145,8 @@ def read_similar_songs(
     genre: Annotated[str | None, Query(description="Only this top-level genre")] = None,
     near: Annotated[str | None, Query(description="'LAT,LON': only artists near here")] = None,
     radius_km: Annotated[float | None, Query(description="Radius around near, km")] = None,
-) -> SimilarOut:
+    format: ListFormat = "json",
+) -> SimilarOut | Response:
     """The k nearest other songs to a stored song, nearest first."""
     check_k(k, service)
     song = get_song(session, song_id)
@@ -142,7 +161,10 @@ def read_similar_songs(
         exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
     neighbours = index.search(index.embedding_of(song_id), k=k, where=where, exclude_song=song_id)
-    return SimilarOut(query=song_out(song), results=similar_songs(session, neighbours[0]))
+    results = similar_songs(session, neighbours[0])
+    if format == "m3u":
+        return as_m3u(request, results)
+    return SimilarOut(query=song_out(song), results=results)
 
 
 def search_posted(

@@ -1,0 +1,576 @@
+"""Playlists from the index: mixes from several songs, paths between two songs, radio.
+
+    >>> recommend(index=index, describe=describe, positives=vectors, negatives=None,
+    ...           strategy="average", k=10, where=SongFilter(), rules=Rules(), taken=taken)
+    >>> song_path(index=index, describe=describe, start=a, end=b, length=8, ...)
+    >>> radio(index=index, describe=describe, seeds=vectors, last=vector, n=10, ...)
+
+Everything here takes arrays, the `SongIndex` and a `describe` callback (song ids ->
+`Track`s, from the catalogue) and returns ranked `(song_id, distance)` pairs; the
+routes turn those into answers. Similarity, wherever this module needs one, is the
+negative L2 distance in the embedding space, so relevance and redundancy in maximal
+marginal relevance share one unit.
+
+Candidate pools are bounded: a search asks for `first_pool` songs and grows fourfold
+only while too few pass the rules, up to `max_pool`, so a catalogue where few songs
+pass the filters costs a few searches, never a hang.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.index.protocol import Neighbour, SongFilter, SongIndex
+
+# Two songs closer than this in the embedding space are the same recording (a
+# re-import, a duplicate upload): float32 rounding of one vector stays far below it.
+DUPLICATE_DISTANCE = 1e-4
+# Songs a path or radio step asks for first; fourfold more while none of them is allowed.
+FIRST_POOL = 32
+
+
+@dataclass(frozen=True)
+class Track:
+    """What the rules need to know about a song."""
+
+    song_id: int
+    artist_id: int
+    album: str | None = None  # the album title as stored
+    duration: float | None = None  # seconds
+    title: str | None = None
+    artist_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a list may hold beyond the index's filters. None means no limit."""
+
+    max_per_artist: int | None = None
+    max_per_album: int | None = None
+    min_duration: float | None = None  # seconds; songs of unknown duration fail either bound
+    max_duration: float | None = None
+    banned_artists: frozenset[int] = frozenset()  # e.g. the seeds' artists
+    artist_gap: int = 0  # no artist twice within this many consecutive songs (radio)
+
+
+@functools.lru_cache(maxsize=65_536)  # a path or radio normalises the same titles often
+def normalised(text: str | None) -> str | None:
+    """Case, accents, punctuation and spacing folded away: "Héllo,  World!" -> "hello world"."""
+    if text is None:
+        return None
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
+    words = re.sub(r"[^0-9a-z]+", " ", folded).split()
+    return " ".join(words) or None
+
+
+@functools.lru_cache(maxsize=65_536)
+def title_key(track: Track) -> str | None:
+    """Same normalised title and artist name: the same song, whatever its id."""
+    title, artist = normalised(track.title), normalised(track.artist_name)
+    return None if title is None or artist is None else f"{title}\x00{artist}"
+
+
+@functools.lru_cache(maxsize=65_536)
+def album_key(track: Track) -> str | None:
+    album = normalised(track.album)
+    return None if album is None else f"{track.artist_id}\x00{album}"
+
+
+@dataclass
+class Pool:
+    """Candidate songs as columns, in ranking order (most relevant first)."""
+
+    ids: np.ndarray  # (n,) int64
+    embeddings: np.ndarray  # (n, d) float64
+    artists: np.ndarray  # (n,) int64
+    albums: np.ndarray  # (n,) object: album key or None
+    titles: np.ndarray  # (n,) object: title key or None
+    durations: np.ndarray  # (n,) float64, NaN where unknown
+
+    @classmethod
+    def of(cls, tracks: list[Track], embeddings: np.ndarray) -> Pool:
+        return cls(
+            ids=np.asarray([t.song_id for t in tracks], dtype=np.int64),
+            embeddings=np.asarray(embeddings, dtype=np.float64).reshape(len(tracks), -1)
+            if tracks
+            else np.empty((0, 0)),
+            artists=np.asarray([t.artist_id for t in tracks], dtype=np.int64),
+            albums=np.asarray([album_key(t) for t in tracks], dtype=object),
+            titles=np.asarray([title_key(t) for t in tracks], dtype=object),
+            durations=np.asarray(
+                [np.nan if t.duration is None else t.duration for t in tracks], dtype=np.float64
+            ),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @functools.cached_property
+    def projected(self) -> np.ndarray:
+        return projection(self.embeddings)
+
+
+@dataclass
+class Ledger:
+    """What a list holds so far, and so which candidates may still join it.
+
+    Songs `taken` before the list starts (seeds, exclusions, the history) are never
+    returned, nor is anything that duplicates them; they count towards no cap.
+    """
+
+    rules: Rules
+    used_ids: set[int] = field(default_factory=set)
+    used_titles: set[str] = field(default_factory=set)
+    used_embeddings: list[np.ndarray] = field(default_factory=list)
+    artist_counts: dict[int, int] = field(default_factory=dict)
+    album_counts: dict[str, int] = field(default_factory=dict)
+    recent_artists: list[int] = field(default_factory=list)  # oldest first
+
+    def take(self, *, ids=(), titles=(), embeddings=(), artists=()) -> None:
+        """Rule out these songs and their duplicates; `artists` played lately count for the gap."""
+        self.used_ids.update(int(i) for i in ids)
+        self.used_titles.update(t for t in titles if t is not None)
+        self.used_embeddings.extend(np.asarray(e, dtype=np.float64) for e in embeddings)
+        self.recent_artists.extend(int(a) for a in artists)
+
+    def copy(self) -> Ledger:
+        return Ledger(
+            rules=self.rules,
+            used_ids=set(self.used_ids),
+            used_titles=set(self.used_titles),
+            used_embeddings=list(self.used_embeddings),
+            artist_counts=dict(self.artist_counts),
+            album_counts=dict(self.album_counts),
+            recent_artists=list(self.recent_artists),
+        )
+
+    def allowed(self, pool: Pool) -> np.ndarray:
+        """(n,) bool: which pool songs may join the list now."""
+        ok = ~np.isin(pool.ids, np.fromiter(self.used_ids, np.int64, len(self.used_ids)))
+        ok &= np.array([t is None or t not in self.used_titles for t in pool.titles], dtype=bool)
+        rules = self.rules
+        if rules.min_duration is not None:
+            ok &= pool.durations >= rules.min_duration  # NaN (unknown) fails
+        if rules.max_duration is not None:
+            ok &= pool.durations <= rules.max_duration
+        blocked = set(rules.banned_artists)
+        if rules.max_per_artist is not None:
+            blocked |= {a for a, n in self.artist_counts.items() if n >= rules.max_per_artist}
+        if rules.artist_gap > 0:
+            blocked |= set(self.recent_artists[-rules.artist_gap :])
+        if blocked:
+            ok &= ~np.isin(pool.artists, np.fromiter(blocked, np.int64, len(blocked)))
+        if rules.max_per_album is not None:
+            full = {a for a, n in self.album_counts.items() if n >= rules.max_per_album}
+            ok &= np.array([a is None or a not in full for a in pool.albums], dtype=bool)
+        if self.used_embeddings and len(pool):
+            used = np.stack(self.used_embeddings)
+            ok &= ~near_any(pool.embeddings, used, DUPLICATE_DISTANCE, a_projected=pool.projected)
+        return ok
+
+    def add(self, pool: Pool, row: int) -> np.ndarray:
+        """Put pool song `row` on the list; returns (n,) bool: which pool songs it leaves allowed.
+
+        Only what this song changes is checked, so a list of k songs costs k passes
+        over the pool, not k passes over everything taken. (Without an artist gap,
+        the allowed set only ever shrinks.)
+        """
+        artist, album, title = int(pool.artists[row]), pool.albums[row], pool.titles[row]
+        self.take(
+            ids=[pool.ids[row]], titles=[title], embeddings=[pool.embeddings[row]], artists=[artist]
+        )
+        self.artist_counts[artist] = self.artist_counts.get(artist, 0) + 1
+        still = ~near_any(
+            pool.embeddings,
+            pool.embeddings[row : row + 1],
+            DUPLICATE_DISTANCE,
+            a_projected=pool.projected,
+        )
+        still[row] = False
+        if title is not None:
+            still &= pool.titles != title
+        cap = self.rules.max_per_artist
+        if cap is not None and self.artist_counts[artist] >= cap:
+            still &= pool.artists != artist
+        if album is not None:
+            self.album_counts[album] = self.album_counts.get(album, 0) + 1
+            cap = self.rules.max_per_album
+            if cap is not None and self.album_counts[album] >= cap:
+                still &= pool.albums != album
+        return still
+
+
+def min_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a),) L2 distance from each row of a to its nearest row of b, as ||a - b||
+    directly (no |a|^2 - 2ab + |b|^2 cancellation near 0), one row of b at a time."""
+    nearest = np.full(len(a), np.inf)
+    for row in b:
+        nearest = np.minimum(nearest, np.sqrt(((a - row) ** 2).sum(axis=1)))
+    return nearest
+
+
+def projection(vectors: np.ndarray) -> np.ndarray:
+    """Each row projected onto the unit diagonal (a sum, not a BLAS call: cheap at any size)."""
+    return vectors.sum(axis=1) / np.sqrt(max(vectors.shape[1], 1))
+
+
+def near_any(
+    a: np.ndarray, b: np.ndarray, radius: float, *, a_projected: np.ndarray | None = None
+) -> np.ndarray:
+    """(len(a),) bool: is some row of b within `radius` of this row of a?
+
+    Projections onto one direction never lengthen a distance, so only pairs whose
+    projections lie within `radius` need the exact check: with continuous
+    embeddings that is a handful, and the cost stays O((|a| + |b|) log |b|).
+    """
+    if not len(a) or not len(b):
+        return np.zeros(len(a), dtype=bool)
+    pa = projection(a) if a_projected is None else a_projected
+    pb = projection(b)
+    order = np.argsort(pb)
+    lo = np.searchsorted(pb[order], pa - radius, side="left")
+    hi = np.searchsorted(pb[order], pa + radius, side="right")
+    out = np.zeros(len(a), dtype=bool)
+    for i in np.flatnonzero(hi > lo):
+        close = b[order[lo[i] : hi[i]]]
+        out[i] = bool((np.sqrt(((close - a[i]) ** 2).sum(axis=1)) <= radius).any())
+    return out
+
+
+def mmr_select(
+    *, pool: Pool, relevance: np.ndarray, k: int, lam: float, ledger: Ledger
+) -> list[int]:
+    """Rows of up to k pool songs by maximal marginal relevance, obeying the ledger.
+
+    Each step takes the argmax over allowed c of lam * relevance(c) - (1 - lam) *
+    max over chosen s of sim(c, s), with sim = -L2 distance (0 before anything is
+    chosen); lam = 1 is the plain relevance order. Ties go to the earlier row.
+    """
+    if ledger.rules.artist_gap:
+        raise ValueError("mmr_select keeps the allowed set incrementally: no artist gap")
+    chosen: list[int] = []
+    allowed = ledger.allowed(pool)
+    nearest_chosen = np.zeros(len(pool))  # min distance to a chosen song; 0 = nothing chosen
+    for _ in range(k):
+        if not allowed.any():
+            break
+        score = lam * relevance - (1 - lam) * -nearest_chosen if lam < 1 else relevance
+        row = int(np.argmax(np.where(allowed, score, -np.inf)))
+        chosen.append(row)
+        allowed &= ledger.add(pool, row)
+        if lam < 1:  # the plain order needs no distances between songs
+            step = min_distances(pool.embeddings, pool.embeddings[row : row + 1])
+            nearest_chosen = step if len(chosen) == 1 else np.minimum(nearest_chosen, step)
+    return chosen
+
+
+Describe = Callable[[list[int]], dict[int, Track]]
+
+
+class Embeddings:
+    """Stored embeddings fetched from the index once each."""
+
+    def __init__(self, index: SongIndex):
+        self._index = index
+        self._known: dict[int, np.ndarray] = {}
+
+    def __call__(self, ids: list[int]) -> np.ndarray:
+        for song_id in ids:
+            if song_id not in self._known:
+                self._known[song_id] = np.asarray(
+                    self._index.embedding_of(song_id), dtype=np.float64
+                )
+        return np.stack([self._known[i] for i in ids]) if ids else np.empty((0, 0))
+
+
+def remembered(describe: Describe) -> Describe:
+    """`describe` that asks the catalogue about each song once (a path or radio asks often)."""
+    known: dict[int, Track | None] = {}
+
+    def describe_once(ids: list[int]) -> dict[int, Track]:
+        new = [i for i in dict.fromkeys(ids) if i not in known]
+        if new:
+            found = describe(new)
+            known.update({i: found.get(i) for i in new})
+        return {i: t for i in ids if (t := known[i]) is not None}
+
+    return describe_once
+
+
+def pool_of(ids: list[int], *, describe: Describe, embeddings: Embeddings) -> Pool:
+    """The pool of these songs, in this order; songs the catalogue no longer has are dropped."""
+    tracks = describe(ids)
+    kept = [i for i in ids if i in tracks]
+    return Pool.of([tracks[i] for i in kept], embeddings(kept))
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Candidates ranked by relevance (higher first), with the distance an answer reports."""
+
+    ids: list[int]
+    relevance: np.ndarray
+    distance: np.ndarray
+    complete: bool  # every song passing the index filters is among them
+
+
+def rank_average(index: SongIndex, query: np.ndarray, where: SongFilter, size: int) -> Ranked:
+    found = index.search(query[None, :].astype(np.float32), k=size, where=where)[0]
+    d = np.asarray([n.distance for n in found], dtype=np.float64)
+    return Ranked([n.song_id for n in found], -d, d, complete=len(found) < size)
+
+
+def rank_best(
+    index: SongIndex,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    where: SongFilter,
+    reach: int,
+) -> Ranked:
+    """Score = best positive similarity - best negative similarity, similarity = -L2:
+    the distance to the nearest negative minus the distance to the nearest positive.
+
+    Each example's `reach` nearest songs are scored; when `reach` covers every song
+    that passes the filter (the route asks for min(catalogue, max_pool)) the scoring
+    is exhaustive. Beyond that, a song outside an example's reach is given that
+    example's reach as its distance (a lower bound), and only songs within some
+    positive's reach are candidates.
+    """
+    examples = np.concatenate([positives, negatives]).astype(np.float32)
+    found = index.search(examples, k=reach, where=where)
+    complete = all(len(f) < reach for f in found)
+    candidates = sorted({n.song_id for f in found[: len(positives)] for n in f})
+    column = {song_id: c for c, song_id in enumerate(candidates)}
+    distance = np.empty((len(examples), len(candidates)))
+    for e, neighbours in enumerate(found):
+        distance[e] = neighbours[-1].distance if neighbours else np.inf
+        for n in neighbours:
+            if n.song_id in column:
+                distance[e, column[n.song_id]] = n.distance
+    nearest_positive = distance[: len(positives)].min(axis=0)
+    score = -nearest_positive
+    if len(negatives):
+        score = score + distance[len(positives) :].min(axis=0)
+    order = np.argsort(-score, kind="stable")
+    ids = [candidates[i] for i in order]
+    return Ranked(ids, score[order], nearest_positive[order], complete)
+
+
+def recommend(
+    *,
+    index: SongIndex,
+    describe: Describe,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    strategy: str,
+    k: int,
+    where: SongFilter,
+    taken: Ledger,
+    lam: float = 1.0,
+    max_pool: int = 16_384,
+) -> list[Neighbour]:
+    """Up to k songs like the positives and unlike the negatives ((n, d) embedding arrays).
+
+    `average`: nearest to mean(pos) + (mean(pos) - mean(neg)) (just mean(pos) without
+    negatives). `best`: see `rank_best`. The candidate pool is the 5k + |taken| most
+    relevant songs (room for MMR to choose and for taken songs to drop out), grown
+    fourfold while fewer than k pass the rules, up to max_pool.
+    """
+    if strategy == "average":
+        query = positives.mean(axis=0)
+        if len(negatives):
+            query = query + (query - negatives.mean(axis=0))
+
+        def ranked(size: int) -> Ranked:
+            return rank_average(index, query, where, size)
+
+    else:
+        scan = rank_best(index, positives, negatives, where, min(max_pool, max(len(index), 1)))
+
+        def ranked(size: int) -> Ranked:
+            return scan
+
+    describe = remembered(describe)
+    embeddings = Embeddings(index)
+    size = min(5 * k + len(taken.used_ids), max_pool)
+    while True:
+        found = ranked(size)
+        n = min(len(found.ids), size)
+        pool = pool_of(found.ids[:n], describe=describe, embeddings=embeddings)
+        row_of = {song_id: i for i, song_id in enumerate(found.ids[:n])}
+        rows = [row_of[int(i)] for i in pool.ids]
+        chosen = mmr_select(
+            pool=pool, relevance=found.relevance[rows], k=k, lam=lam, ledger=taken.copy()
+        )
+        exhausted = found.complete and n == len(found.ids)
+        if len(chosen) >= k or exhausted or size >= max_pool:
+            return [Neighbour(int(pool.ids[r]), float(found.distance[rows[r]])) for r in chosen]
+        size = min(4 * size, max_pool)
+
+
+class TooFew(Exception):
+    """Fewer songs pass the rules than the list needs; `possible` says how many would."""
+
+    def __init__(self, possible: int, message: str):
+        super().__init__(message)
+        self.possible = possible
+
+
+def nearest_allowed(
+    *,
+    index: SongIndex,
+    describe: Describe,
+    embeddings: Embeddings,
+    target: np.ndarray,
+    where: SongFilter,
+    ledger: Ledger,
+    first_pool: int,
+    max_pool: int,
+) -> Neighbour | None:
+    """The song nearest to target that the ledger allows (added to it), or None if none is."""
+    size = min(first_pool, max_pool)
+    while True:
+        found = index.search(target[None, :].astype(np.float32), k=size, where=where)[0]
+        pool = pool_of([n.song_id for n in found], describe=describe, embeddings=embeddings)
+        allowed = np.flatnonzero(ledger.allowed(pool))
+        if len(allowed):
+            row = int(allowed[0])  # the pool is in distance order
+            ledger.add(pool, row)
+            exact = float(np.sqrt(((pool.embeddings[row] - target) ** 2).sum()))
+            return Neighbour(int(pool.ids[row]), exact)
+        if len(found) < size or size >= max_pool:
+            return None
+        size = min(4 * size, max_pool)
+
+
+def waypoints(
+    start: np.ndarray, end: np.ndarray, length: int, *, variety: float = 0.0, seed: int = 0
+) -> np.ndarray:
+    """(length - 2, d) evenly spaced points strictly between start and end.
+
+    With variety > 0 each point moves by variety x (one step's length) in a random
+    direction, drawn from `seed`: different seeds, different paths; the same, the same.
+    """
+    t = np.arange(1, length - 1, dtype=np.float64)[:, None] / (length - 1)
+    points = start[None, :] + t * (end - start)[None, :]
+    if variety > 0 and len(points):
+        rng = np.random.default_rng(seed)
+        direction = rng.standard_normal(points.shape)
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        step = np.linalg.norm(end - start) / (length - 1)
+        points = points + variety * step * direction
+    return points
+
+
+def song_path(
+    *,
+    index: SongIndex,
+    describe: Describe,
+    start: Track,
+    end: Track,
+    length: int,
+    where: SongFilter,
+    rules: Rules,
+    variety: float = 0.0,
+    seed: int = 0,
+    max_pool: int = 16_384,
+) -> list[Neighbour]:
+    """`length` songs from start to end, each inner one the nearest unused allowed song
+    to its waypoint; distances are each song's step from the one before (0 for start).
+
+    Greedy picking never blocks a later pick (each pick uses one slot of one cap),
+    so when a waypoint finds no allowed song the catalogue has no more: `TooFew`.
+    """
+    describe = remembered(describe)
+    embeddings = Embeddings(index)
+    ends = pool_of([start.song_id, end.song_id], describe=describe, embeddings=embeddings)
+    ledger = Ledger(rules)
+    for row in range(2):
+        ledger.add(ends, row)
+    cap = rules.max_per_artist
+    if cap is not None and ledger.artist_counts[start.artist_id] > cap:
+        raise TooFew(0, f"both ends are by one artist, beyond max_per_artist={cap}")
+    first, last = ends.embeddings[0], ends.embeddings[1]
+    chosen = [(start.song_id, first)]
+    for target in waypoints(first, last, length, variety=variety, seed=seed):
+        found = nearest_allowed(
+            index=index,
+            describe=describe,
+            embeddings=embeddings,
+            target=target,
+            where=where,
+            ledger=ledger,
+            first_pool=FIRST_POOL,
+            max_pool=max_pool,
+        )
+        if found is None:
+            possible = len(chosen) + 1
+            raise TooFew(
+                possible,
+                f"only {possible} songs can make this path under its filters and caps "
+                f"(asked for {length})",
+            )
+        chosen.append((found.song_id, embeddings([found.song_id])[0]))
+    chosen.append((end.song_id, last))
+    steps = [0.0] + [
+        float(np.linalg.norm(b[1] - a[1])) for a, b in zip(chosen, chosen[1:], strict=False)
+    ]
+    return [Neighbour(song_id, d) for (song_id, _), d in zip(chosen, steps, strict=True)]
+
+
+def radio(
+    *,
+    index: SongIndex,
+    describe: Describe,
+    seeds: np.ndarray,
+    last: np.ndarray,
+    n: int,
+    where: SongFilter,
+    ledger: Ledger,
+    seed_weight: float,
+    max_pool: int = 16_384,
+) -> list[Neighbour]:
+    """The next n songs: each the nearest allowed song to
+    (1 - seed_weight) x (the last played) + seed_weight x (the seeds' mean),
+    then itself the last played. Fewer than n when the catalogue runs out.
+    Distances are to that target point.
+    """
+    describe = remembered(describe)
+    embeddings = Embeddings(index)
+    centre = seeds.mean(axis=0)
+    played = np.asarray(last, dtype=np.float64)
+    out: list[Neighbour] = []
+    for _ in range(n):
+        target = (1 - seed_weight) * played + seed_weight * centre
+        found = nearest_allowed(
+            index=index,
+            describe=describe,
+            embeddings=embeddings,
+            target=target,
+            where=where,
+            ledger=ledger,
+            first_pool=FIRST_POOL,
+            max_pool=max_pool,
+        )
+        if found is None:
+            break
+        out.append(found)
+        played = embeddings([found.song_id])[0]
+    return out
+
+
+def write_m3u(entries: list[tuple[int, float | None, str, str]], *, base_url: str) -> str:
+    """Extended M3U of (song id, seconds or None, artist, title): players fetch each
+    song from `<base_url>songs/<id>/audio`."""
+    lines = ["#EXTM3U"]
+    for song_id, seconds, artist, title in entries:
+        length = -1 if seconds is None else round(seconds)  # -1: unknown, per the format
+        label = f"{artist} - {title}".replace("\n", " ").replace("\r", " ")
+        lines += [f"#EXTINF:{length},{label}", f"{base_url}songs/{song_id}/audio"]
+    return "\n".join(lines) + "\n"
