@@ -157,19 +157,20 @@ class _ScriptedValidation:
 
 
 def test_training_stops_after_patience_checks_without_gain(catalogue, monkeypatch):
-    # Checks every 2 epochs; best at the 2nd check (epoch 4), then two checks without
-    # gain (epochs 6 and 8): with patience 2 the run ends after epoch 8, not 20.
-    scripted = _ScriptedValidation([0.5, 0.7, 0.6, 0.65] + [0.9] * 20)
+    # Checks every 2 epochs. A miss (epoch 4), then a gain (epoch 6) that restarts the
+    # count, then two misses (epochs 8 and 10): with patience 2 the run ends after
+    # epoch 10 of 20, keeping the weights of epoch 6.
+    scripted = _ScriptedValidation([0.5, 0.4, 0.7, 0.6, 0.65] + [0.9] * 20)
     monkeypatch.setattr(train_module, "_validation_auc", scripted)
     epochs_run = []
     config = dataclasses.replace(EARLY, epochs=20, validate_every=2, patience=2)
     run = train_on_catalogue(
-        catalogue, config, on_epoch=lambda epoch, loss: epochs_run.append(epoch)
+        catalogue, config, on_epoch=lambda epoch, _loss: epochs_run.append(epoch)
     )
-    assert epochs_run == list(range(8)) and len(run.losses) == 8
-    assert run.validation == [(2, 0.5), (4, 0.7), (6, 0.6), (8, 0.65)]
-    assert run.best_epoch == 4
-    best, last = scripted.weights[1], scripted.weights[-1]
+    assert epochs_run == list(range(10)) and len(run.losses) == 10
+    assert run.validation == [(2, 0.5), (4, 0.4), (6, 0.7), (8, 0.6), (10, 0.65)]
+    assert run.best_epoch == 6
+    best, last = scripted.weights[2], scripted.weights[-1]
     for name, value in run.model.state_dict().items():
         torch.testing.assert_close(value, best[name], rtol=0, atol=0)
     assert any(not torch.equal(best[name], last[name]) for name in best)
