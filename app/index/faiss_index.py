@@ -115,9 +115,10 @@ class FaissSongIndex:
     never cost results.
     """
 
-    def __init__(self, dim: int, spec: IndexSpec | None = None):
+    def __init__(self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int = EXACT_CHUNK):
         self.dim = dim
         self.spec = spec or IndexSpec()
+        self._exact_chunk = exact_chunk
         self._faiss = build_faiss_index(self.spec, np.empty((0, dim), np.float32))
         self._vectors = VectorStore(np.empty((0, dim), np.float32))
         self._rows = SongRows.empty()
@@ -132,6 +133,7 @@ class FaissSongIndex:
         spec: IndexSpec | None = None,
         *,
         faiss_index: faiss.Index | None = None,
+        exact_chunk: int = EXACT_CHUNK,
     ) -> FaissSongIndex:
         """An index over a whole catalogue at once, so that IVF kinds train on all of it.
 
@@ -140,7 +142,7 @@ class FaissSongIndex:
         """
         if embeddings.shape[0] != len(rows) or len(np.unique(rows.ids)) != len(rows):
             raise ValueError("need one embedding per row and unique song ids")
-        index = cls(embeddings.shape[1], spec)
+        index = cls(embeddings.shape[1], spec, exact_chunk=exact_chunk)
         index._faiss = faiss_index or build_faiss_index(index.spec, embeddings)
         index._vectors = VectorStore(embeddings)
         index._rows = rows
@@ -279,8 +281,8 @@ class FaissSongIndex:
         subset = np.arange(len(self._rows)) if allowed is None else np.flatnonzero(allowed)
         distances = np.full((len(queries), k), np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
-        for start in range(0, len(subset), EXACT_CHUNK):  # bounded memory at any scale
-            chunk = subset[start : start + EXACT_CHUNK]
+        for start in range(0, len(subset), self._exact_chunk):  # bounded memory at any scale
+            chunk = subset[start : start + self._exact_chunk]
             d, local = faiss.knn(queries, self._vectors.take(chunk), min(k, len(chunk)))
             merged_d = np.concatenate([distances, d], axis=1)
             merged_r = np.concatenate([rows, np.where(local >= 0, chunk[local], -1)], axis=1)

@@ -1,4 +1,4 @@
-"""Real uvicorn processes serving the app factory on free loopback ports, for tests.
+"""Real uvicorn processes serving the app factory on loopback ports they bind themselves.
 
 started: list[subprocess.Popen] = []
 try:
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -23,12 +23,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0  # bound on waiting for /health (torch, FAISS and the index load first)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# uvicorn logs the port it bound (also when asked for port 0), in text or JSON logs.
+BOUND = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str, str]:
@@ -41,45 +37,57 @@ def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str
 
 
 def start_server(env: dict[str, str], workdir: Path, name: str, started: list):
-    """Start uvicorn on a free loopback port and wait for /health; returns (process, url)."""
-    for _attempt in range(3):  # another process may take the free port before uvicorn binds it
-        port = free_port()
-        log_path = workdir / f"{name}-{port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--app-dir",
-            str(ROOT),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ]
-        with log_path.open("wb") as log:
-            # cwd is the test's own folder, so no stray .env file is read
-            process = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_SECONDS
-        while process.poll() is None and time.monotonic() < deadline:
+    """Start uvicorn on a loopback port of its own and wait for /health; returns (process, url).
+
+    The server binds port 0 and the test reads the port it got from the server's log:
+    picking a free port first and binding it later would let another process (or a
+    replica started alongside) take it in between.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "app.main:create_app",
+        "--app-dir",
+        str(ROOT),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-access-log",
+    ]
+    return start_logged(command, env=env, workdir=workdir, name=name, started=started)
+
+
+def start_logged(
+    command: list[str], *, env: dict[str, str], workdir: Path, name: str, started: list
+):
+    """Run a server command that binds port 0; wait for /health at the port it logs."""
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        # cwd is the test's own folder, so no stray .env file is read
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    started.append(process)
+    deadline = time.monotonic() + START_SECONDS
+    url = None
+    while process.poll() is None and time.monotonic() < deadline:
+        if url is None:
+            bound = BOUND.search(log_path.read_text(errors="replace"))
+            url = bound and f"http://127.0.0.1:{bound.group(1)}"
+        if url is not None:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
                     return process, url
-            time.sleep(0.2)
-        log_text = log_path.read_text(errors="replace")
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-            pytest.fail(f"the server did not answer /health in {START_SECONDS} s:\n{log_text}")
-        if "address already in use" not in log_text.lower():
-            pytest.fail(f"the server exited with {process.returncode}:\n{log_text}")
-    pytest.fail("no free port could be bound in 3 attempts")
+        time.sleep(0.2)
+    log_text = log_path.read_text(errors="replace")
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+        pytest.fail(f"the server did not answer /health in {START_SECONDS} s:\n{log_text}")
+    pytest.fail(f"the server exited with {process.returncode}:\n{log_text}")
 
 
 def start_servers(env: dict[str, str], workdir: Path, names: list[str], started: list):

@@ -4,13 +4,10 @@ import json
 import shutil
 
 import pandas as pd
-import pytest
-from paths import AUDIO_DIR
+from paths import real_clip
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-
-AUDIO = AUDIO_DIR
 
 
 def run(*args: str):
@@ -71,11 +68,10 @@ def test_a_missing_data_folder_is_named(tmp_path):
     assert result.exit_code == 2 and "file not found" in " ".join(result.output.split())
 
 
-@pytest.mark.skipif(not AUDIO.is_dir(), reason=f"real clips not found in {AUDIO}")
 def test_extract_skips_a_broken_file_and_says_so_in_its_exit_status(tmp_path):
     clips = tmp_path / "in"
     clips.mkdir()
-    shutil.copy(AUDIO / "Kevin_MacLeod_-_Vibe_Ace.ogg", clips)
+    shutil.copy(real_clip("Kevin_MacLeod_-_Vibe_Ace.ogg"), clips)
     (clips / "broken.ogg").write_bytes(b"not audio at all")
     result = run("extract", str(clips), "--out", str(tmp_path / "out"), "--jobs", "1")
     assert result.exit_code == 1

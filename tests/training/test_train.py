@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from reference import pair_counting_auc
 from safetensors.numpy import save_file
 from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
+import training.train as train_module
 from training.artefacts import BundleError, load_bundle, save_bundle
 from training.config import TrainConfig
 from training.data.fma import load_catalogue
@@ -123,3 +126,62 @@ def test_an_unknown_format_version_is_refused(bundle_dir):
     (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="unsupported format_version 99"):
         load_bundle(bundle_dir)
+
+
+# A high learning rate: the validation curve peaks (epoch 4 with seed 0), then falls.
+EARLY = TrainConfig(epochs=8, width=32, lr=0.03, validation_fraction=0.2, validate_every=1, seed=0)
+
+
+def test_early_stopping_keeps_the_weights_with_the_best_validation_auc(catalogue):
+    run = train_on_catalogue(catalogue, EARLY)
+    epochs, aucs = zip(*run.validation, strict=True)
+    assert list(epochs) == list(range(1, EARLY.epochs + 1))
+    # The test needs a curve whose best check is not the last one.
+    assert run.best_epoch != EARLY.epochs and max(aucs) > aucs[-1] + 1e-6
+    held = run.split.validation_mask(catalogue.artist_ids)
+    kept = embed(run.model, run.zscore.apply(catalogue.features[held]))
+    assert pair_counting_auc(kept, catalogue.artist_ids[held]) == pytest.approx(max(aucs))
+    assert run.best_epoch == epochs[int(np.argmax(aucs))]
+
+
+class _ScriptedValidation:
+    """Stands in for the validation AUC: a given curve, and a copy of the weights at each check."""
+
+    def __init__(self, curve):
+        self.curve = list(curve)
+        self.weights = []
+
+    def __call__(self, model, validation):
+        self.weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return self.curve[len(self.weights) - 1]
+
+
+def test_training_stops_after_patience_checks_without_gain(catalogue, monkeypatch):
+    # Checks every 2 epochs. A miss (epoch 4), then a gain (epoch 6) that restarts the
+    # count, then two misses (epochs 8 and 10): with patience 2 the run ends after
+    # epoch 10 of 20, keeping the weights of epoch 6.
+    scripted = _ScriptedValidation([0.5, 0.4, 0.7, 0.6, 0.65] + [0.9] * 20)
+    monkeypatch.setattr(train_module, "_validation_auc", scripted)
+    epochs_run = []
+    config = dataclasses.replace(EARLY, epochs=20, validate_every=2, patience=2)
+    run = train_on_catalogue(
+        catalogue, config, on_epoch=lambda epoch, _loss: epochs_run.append(epoch)
+    )
+    assert epochs_run == list(range(10)) and len(run.losses) == 10
+    assert run.validation == [(2, 0.5), (4, 0.4), (6, 0.7), (8, 0.6), (10, 0.65)]
+    assert run.best_epoch == 6
+    best, last = scripted.weights[2], scripted.weights[-1]
+    for name, value in run.model.state_dict().items():
+        torch.testing.assert_close(value, best[name], rtol=0, atol=0)
+    assert any(not torch.equal(best[name], last[name]) for name in best)
+
+
+def test_without_patience_training_runs_every_epoch_and_keeps_the_best_check(
+    catalogue, monkeypatch
+):
+    scripted = _ScriptedValidation([0.5, 0.9, 0.4, 0.3, 0.2])
+    monkeypatch.setattr(train_module, "_validation_auc", scripted)
+    run = train_on_catalogue(catalogue, dataclasses.replace(EARLY, epochs=5, patience=0))
+    assert len(run.losses) == 5 and run.best_epoch == 2
+    for name, value in run.model.state_dict().items():
+        torch.testing.assert_close(value, scripted.weights[1][name], rtol=0, atol=0)

@@ -85,11 +85,12 @@ def per_query_scores(
     *,
     k: int = 10,
     ranked: bool = True,
+    query_chunk: int = _QUERY_CHUNK,
 ) -> dict[str, np.ndarray]:
     """Per-query "auc", and with `ranked` also "ap", "recall" (@k) and "ndcg" (@k).
 
     Each value has shape (n_queries,); NaN where the metric is undefined (no
-    relevant or no irrelevant song).
+    relevant or no irrelevant song). Queries are ranked `query_chunk` at a time.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)  # once, not per block
     norms = (embeddings * embeddings).sum(1)
@@ -97,8 +98,8 @@ def per_query_scores(
     queries = np.asarray(queries, dtype=np.int64)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     out = {name: np.empty(len(queries), dtype=np.float64) for name in names}
-    for start in range(0, len(queries), _QUERY_CHUNK):
-        block = queries[start : start + _QUERY_CHUNK]
+    for start in range(0, len(queries), query_chunk):
+        block = queries[start : start + query_chunk]
         for name, values in _score_block(embeddings, norms, artist_ids, block, k, ranked).items():
             out[name][start : start + len(block)] = values
     return out

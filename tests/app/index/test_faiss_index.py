@@ -178,3 +178,38 @@ def test_the_service_serves_the_configured_kind_with_filters(settings, catalogue
         answer = client.get(f"/songs/{song}/similar", params={"k": 10, "genre": genre})
         found = [r["id"] for r in answer.json()["results"]]
         assert len(found) == min(10, len(passing - {song})) and set(found) <= passing - {song}
+
+
+@pytest.mark.parametrize("exact_chunk", [1, 8, 9, 10, 3, 1_000])
+def test_exact_search_in_chunks_equals_brute_force_across_chunk_boundaries(exact_chunk):
+    # 9 songs pass the filter: chunks of 1, 8 (= 9 - 1), 9, 10 (= 9 + 1), 3 (several)
+    # and one larger than the index; k = 5 exceeds the 1- and 3-row chunks.
+    rng = np.random.default_rng(11)
+    n, dim, k = 40, 6, 5
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    genres = np.array(["Rock"] * n, dtype=object)
+    genres[rng.choice(n, size=9, replace=False)] = "Jazz"
+    rows = SongRows(
+        ids=np.arange(n, dtype=np.int64) * 5 + 1,
+        artist_ids=np.arange(n),
+        genres=genres,
+        latitudes=np.zeros(n),
+        longitudes=np.zeros(n),
+    )
+    # The last 10 songs are added at run time, so chunks span both vector stores.
+    base = slice(0, n - 10)
+    index = FaissSongIndex.from_embeddings(
+        SongRows(*(c[base] for c in rows.columns())),
+        vectors[base],
+        IndexSpec(kind="hnsw", exact_below=1_000),  # every filtered search is exact
+        exact_chunk=exact_chunk,
+    )
+    index.add(SongRows(*(c[n - 10 :] for c in rows.columns())), vectors[n - 10 :])
+    queries = rng.normal(size=(4, dim)).astype(np.float32)
+    found = index.search(queries, k=k, where=SongFilter(genre="Jazz"))
+    for query, neighbours in zip(queries, found, strict=True):
+        jazz = np.flatnonzero(genres == "Jazz")
+        distances = np.sqrt(((vectors[jazz].astype(np.float64) - query) ** 2).sum(axis=1))
+        nearest = np.argsort(distances, kind="stable")[:k]
+        assert [s.song_id for s in neighbours] == rows.ids[jazz[nearest]].tolist()
+        np.testing.assert_allclose([s.distance for s in neighbours], distances[nearest], rtol=1e-5)

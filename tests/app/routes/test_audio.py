@@ -1,12 +1,19 @@
 """POST /songs/audio with the real clips in ../shared/data/audio."""
 
+import numpy as np
 import pytest
-from paths import AUDIO_DIR
+from paths import real_clip
+from reference import nearest_by_brute_force
 
-AUDIO = AUDIO_DIR
-CLIP = AUDIO / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+from training.audio.recipe import decode, extract_features
 
-pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"real clips not found in {AUDIO}")
+CLIP_NAME = "Kevin_MacLeod_-_Vibe_Ace.ogg"
+
+
+@pytest.fixture
+def clip_bytes() -> bytes:
+    """The real clip's bytes; a failure naming the clips' folder when it is absent."""
+    return real_clip(CLIP_NAME).read_bytes()
 
 
 def upload(client, data: bytes, name="clip.ogg", **form):
@@ -14,8 +21,8 @@ def upload(client, data: bytes, name="clip.ogg", **form):
     return client.post("/songs/audio", files=files, data=form)
 
 
-def test_an_uploaded_clip_gets_neighbours(client):
-    response = upload(client, CLIP.read_bytes(), k=5)
+def test_an_uploaded_clip_gets_neighbours(client, clip_bytes):
+    response = upload(client, clip_bytes, k=5)
     assert response.status_code == 200
     body = response.json()
     assert len(body["results"]) == 5 and body["id"] is None
@@ -23,11 +30,22 @@ def test_an_uploaded_clip_gets_neighbours(client):
     assert distances == sorted(distances)
 
 
+def test_an_uploads_neighbours_are_the_nearest_catalogue_songs_by_brute_force(
+    client, settings, bundle, catalogue, clip_bytes
+):
+    # The reference: the recipe's features of the same excerpt, the bundle's embedding,
+    # and L2 over every catalogue song in numpy (no index, no database).
+    signal, sr = decode(clip_bytes, excerpt_seconds=settings.audio_excerpt_seconds)
+    query = bundle.embed(extract_features(signal=signal, sr=sr)[None, :])[0]
+    rows, distances = nearest_by_brute_force(bundle.embed(catalogue.features), query, 5)
+    body = upload(client, clip_bytes, k=5).json()
+    assert [r["id"] for r in body["results"]] == catalogue.track_ids[rows].tolist()
+    np.testing.assert_allclose([r["distance"] for r in body["results"]], distances, rtol=1e-4)
+
+
 @pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
-def test_an_added_upload_is_then_served_by_similar(client):
-    response = upload(
-        client, CLIP.read_bytes(), k=3, add="true", title="Vibe Ace", artist="Kevin MacLeod"
-    )
+def test_an_added_upload_is_then_served_by_similar(client, clip_bytes):
+    response = upload(client, clip_bytes, k=3, add="true", title="Vibe Ace", artist="Kevin MacLeod")
     assert response.status_code == 201
     song = response.json()["id"]
     body = client.get(f"/songs/{song}/similar", params={"k": 3}).json()
@@ -43,36 +61,36 @@ def test_an_added_upload_is_then_served_by_similar(client):
         (None, "cannot decode audio"),  # truncated: the first kilobyte of a real clip
     ],
 )
-def test_bad_uploads_get_a_422_and_store_nothing(client, data, fragment):
+def test_bad_uploads_get_a_422_and_store_nothing(client, data, fragment, clip_bytes):
     before = client.get("/health").json()["songs_indexed"]
-    data = CLIP.read_bytes()[:1024] if data is None else data
+    data = clip_bytes[:1024] if data is None else data
     response = upload(client, data, add="true", title="x", artist="y")
     assert response.status_code == 422 and fragment in response.text
     assert client.get("/health").json()["songs_indexed"] == before
 
 
-def test_an_oversized_upload_is_413(settings):
+def test_an_oversized_upload_is_413(settings, clip_bytes):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
     small = settings.model_copy(update={"max_upload_bytes": 10_000})
     with TestClient(create_app(small)) as client:
-        response = upload(client, CLIP.read_bytes())
+        response = upload(client, clip_bytes)
         assert response.status_code == 413 and "limit of 10000 bytes" in response.text
 
 
-def test_adding_needs_a_title_and_an_artist(client):
-    response = upload(client, CLIP.read_bytes(), add="true")
+def test_adding_needs_a_title_and_an_artist(client, clip_bytes):
+    response = upload(client, clip_bytes, add="true")
     assert response.status_code == 422 and "needs a title and an artist" in response.text
 
 
-def test_adding_an_upload_needs_the_api_key_when_one_is_set(settings):
+def test_adding_an_upload_needs_the_api_key_when_one_is_set(settings, clip_bytes):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
     form = {"add": "true", "title": "t", "artist": "a"}
     with TestClient(create_app(settings.model_copy(update={"api_key": "k"}))) as client:
-        assert upload(client, CLIP.read_bytes(), **form).status_code == 401
-        assert upload(client, CLIP.read_bytes()).status_code == 200  # a look-up stays open
+        assert upload(client, clip_bytes, **form).status_code == 401
+        assert upload(client, clip_bytes).status_code == 200  # a look-up stays open

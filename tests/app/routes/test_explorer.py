@@ -9,19 +9,16 @@ left in test-artifacts/explorer.png.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from uvicorn_processes import start_logged, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
@@ -40,15 +37,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-START_SECONDS = 120.0  # a bound on waiting for /health, not a speed check
 WAIT_MS = 30_000  # a bound on waiting for the page to show an answer
 AUDIO_WAIT_MS = 120_000  # ... and for an uploaded clip to be analysed
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,34 +57,13 @@ def server(tmp_path_factory, bundle_dir, catalogue):
         "MUSICSIM_MAP_POINTS": "500",
     }
     musicsim = Path(sys.executable).parent / "musicsim"
-    for _attempt in range(3):  # another process may take the port before the server binds it
-        port = _free_port()
-        log_path = workdir / f"server-{port}.log"
-        command = [str(musicsim), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        with log_path.open("wb") as log:
-            # cwd is the test's own folder, so no stray .env file is read
-            process = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + START_SECONDS
-            while process.poll() is None and time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                        yield url, log_path
-                        return
-                time.sleep(0.2)
-            log_text = log_path.read_text(errors="replace")
-            if process.poll() is None:
-                pytest.fail(f"the server did not answer /health in {START_SECONDS} s:\n{log_text}")
-            if "address already in use" not in log_text.lower():
-                pytest.fail(f"the server exited with {process.returncode}:\n{log_text}")
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-    pytest.fail("no free port could be bound in 3 attempts")
+    command = [str(musicsim), "serve", "--host", "127.0.0.1", "--port", "0"]
+    started: list = []
+    try:
+        _, url = start_logged(command, env=env, workdir=workdir, name="server", started=started)
+        yield url, workdir / "server.log"
+    finally:
+        stop_all(started)
 
 
 @pytest.fixture(scope="module")

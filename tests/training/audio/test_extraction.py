@@ -4,13 +4,15 @@ import json
 import os
 import shutil
 import signal
+import threading
+import time
 from pathlib import Path
 
 import dask
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
-from paths import AUDIO_DIR
+from paths import real_clips
 from typer.testing import CliRunner
 
 from app.cli import app as cli
@@ -18,10 +20,11 @@ from training.audio.extraction import STORE_FOLDER, extract_catalogue
 from training.audio.journal import JOURNAL_NAME
 from training.data.fma import load_catalogue
 
-AUDIO = AUDIO_DIR
-CLIPS = sorted(AUDIO.glob("*.ogg"))
 
-pytestmark = pytest.mark.skipif(len(CLIPS) < 4, reason=f"real clips not found in {AUDIO}")
+@pytest.fixture(scope="module")
+def clips() -> list[Path]:
+    """The real clips; a failure naming their folder when fewer than four are there."""
+    return real_clips(minimum=4)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,9 @@ def journal_paths(out: Path) -> list[str]:
     return [json.loads(line)["key"][0] for line in lines]
 
 
-def test_results_stream_to_disk_and_a_rerun_analyses_nothing_again(cluster, tmp_path):
+def test_results_stream_to_disk_and_a_rerun_analyses_nothing_again(clips, cluster, tmp_path):
     address, _ = cluster
-    clips = CLIPS[:3]
+    clips = clips[:3]
     out = tmp_path / "out"
     on_disk_when_reported = []
 
@@ -67,10 +70,10 @@ def test_results_stream_to_disk_and_a_rerun_analyses_nothing_again(cluster, tmp_
     )
 
 
-def test_a_changed_file_or_excerpt_is_analysed_again(cluster, tmp_path):
+def test_a_changed_file_or_excerpt_is_analysed_again(clips, cluster, tmp_path):
     address, _ = cluster
     clip = tmp_path / "clip.ogg"
-    shutil.copy(CLIPS[0], clip)
+    shutil.copy(clips[0], clip)
     out = tmp_path / "out"
     extract_catalogue(paths=[clip], out_dir=out, scheduler=address)
     assert (
@@ -82,59 +85,93 @@ def test_a_changed_file_or_excerpt_is_analysed_again(cluster, tmp_path):
     assert len(journal_paths(out)) == 3
 
 
-def test_a_worker_that_dies_loses_only_its_in_flight_file(cluster, tmp_path):
+def _hold_one_file(name: str, marker: str) -> None:
+    """Runs in each worker: the first worker to start `name` writes its pid to `marker`
+    and holds the file until it is killed; every other file (and `name` once the
+    marker exists) is analysed as usual."""
+    import os
+    import time
+    from pathlib import Path
+
+    import training.audio.extraction as extraction
+
+    analyse = getattr(extraction, "_unheld_features_from_file", extraction.features_from_file)
+
+    def held(path, **kwargs):
+        if Path(path).name == name and not Path(marker).exists():
+            Path(marker).write_text(str(os.getpid()))
+            while True:  # busy for good: the test kills this worker here
+                time.sleep(0.1)
+        return analyse(path, **kwargs)
+
+    extraction._unheld_features_from_file = analyse
+    extraction.features_from_file = held
+
+
+def _release_files() -> None:
+    import training.audio.extraction as extraction
+
+    analyse = getattr(extraction, "_unheld_features_from_file", None)
+    if analyse is not None:
+        extraction.features_from_file = analyse
+
+
+def test_a_worker_that_dies_loses_only_its_in_flight_file(clips, cluster, tmp_path):
+    # No race between looking at a busy worker and killing it: the victim is held
+    # inside one known file until the kill, so exactly that file is lost.
     address, client = cluster
-    pids = client.run(os.getpid)
+    held, marker = clips[2], tmp_path / "held-by-pid"
+    client.run(_hold_one_file, held.name, str(marker))
+    killed: list[int] = []
+
+    def kill_the_holder() -> None:
+        deadline = time.monotonic() + 120  # a hang guard, not a speed check
+        while not marker.exists() or not marker.read_text():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        killed.append(int(marker.read_text()))
+        os.kill(killed[0], signal.SIGKILL)  # the nanny starts a new worker
+
+    killer = threading.Thread(target=kill_the_holder)
+    killer.start()
     out = tmp_path / "out"
-    killed: list[str] = []
-    in_flight: list[int] = []  # files held by the killed workers (running or queued)
+    try:
+        first = extract_catalogue(paths=clips, out_dir=out, scheduler=address)
+    finally:
+        killer.join()
+        client.run(_release_files)
+    assert killed, "no worker ever started the held file"
+    assert [path for path, _ in first.skipped] == [held]
+    assert "worker analysing it died" in first.skipped[0][1]
+    assert first.written == len(clips) - 1
+    assert len(journal_paths(out)) == len(clips) - 1  # every other result was kept
 
-    def kill_the_busy_workers_once(path, reason):
-        # At the first report made while some worker holds a file, kill every busy worker
-        # (a worker may finish a file between the look and the kill: then it loses less).
-        if killed:
-            return
-        busy = {worker: keys for worker, keys in client.processing().items() if keys}
-        for worker in busy:
-            os.kill(pids[worker], signal.SIGKILL)  # the nanny starts a new worker
-        killed.extend(busy)
-        in_flight.append(sum(len(keys) for keys in busy.values()))
-
-    first = extract_catalogue(
-        paths=CLIPS, out_dir=out, scheduler=address, on_file=kill_the_busy_workers_once
-    )
-    assert killed
-    lost = len(first.skipped)
-    assert 0 < lost <= in_flight[0]  # only what the killed workers held
-    assert all("worker analysing it died" in reason for _, reason in first.skipped)
-    assert first.written == len(CLIPS) - lost
-    assert len(journal_paths(out)) == len(CLIPS) - lost  # every other result was kept
-
-    second = extract_catalogue(paths=CLIPS, out_dir=out, scheduler=address)
-    assert (second.written, second.skipped, second.reused) == (len(CLIPS), [], len(CLIPS) - lost)
-    assert len(journal_paths(out)) == len(CLIPS)  # only the lost files were analysed again
+    second = extract_catalogue(paths=clips, out_dir=out, scheduler=address)
+    assert (second.written, second.skipped, second.reused) == (len(clips), [], len(clips) - 1)
+    assert len(journal_paths(out)) == len(clips)  # only the lost file was analysed again
 
 
-def test_a_torn_last_journal_line_is_dropped_and_its_file_redone(tmp_path):
+def test_a_torn_last_journal_line_is_dropped_and_its_file_redone(tmp_path, clips):
     out = tmp_path / "out"
-    extract_catalogue(paths=[CLIPS[0]], out_dir=out, jobs=1)
+    extract_catalogue(paths=[clips[0]], out_dir=out, jobs=1)
     journal = out / STORE_FOLDER / JOURNAL_NAME
     whole = journal.read_text()
     journal.write_text(whole[: len(whole) // 2])  # a crash in the middle of the write
-    report = extract_catalogue(paths=[CLIPS[0]], out_dir=out, jobs=1)
+    report = extract_catalogue(paths=[clips[0]], out_dir=out, jobs=1)
     assert (report.written, report.reused) == (1, 0)
     assert journal.read_text() == whole
 
 
-def test_extract_names_an_unreachable_scheduler(tmp_path):
+def test_extract_names_an_unreachable_scheduler(tmp_path, clips):
     result = CliRunner().invoke(
-        cli, ["extract", str(CLIPS[0]), "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]
+        cli, ["extract", str(clips[0]), "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]
     )
     assert result.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
 
 
-def test_extract_refuses_jobs_with_a_scheduler(tmp_path):
-    args = ["extract", str(CLIPS[0]), "--out", str(tmp_path), "--jobs", "2"]
+def test_extract_refuses_jobs_with_a_scheduler(tmp_path, clips):
+    args = ["extract", str(clips[0]), "--out", str(tmp_path), "--jobs", "2"]
     result = CliRunner().invoke(cli, [*args, "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and "--jobs" in result.output

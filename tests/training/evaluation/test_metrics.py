@@ -68,16 +68,20 @@ def test_queries_are_one_per_multi_track_artist():
     assert sorted(artists[queries].tolist()) == [3, 5, 7]
 
 
-def test_chunking_does_not_change_results():
-    rng = np.random.default_rng(1)
-    artists = rng.integers(0, 60, size=700)
-    points = rng.normal(size=(700, 4))
-    queries = draw_queries(artists, rng=rng)
-    whole = auc_per_query(points, artists, queries)
-    one_by_one = np.concatenate(
-        [auc_per_query(points, artists, queries[i : i + 1]) for i in range(len(queries))]
-    )
-    np.testing.assert_allclose(whole, one_by_one)
+@pytest.mark.parametrize("n_queries", [1, 4, 5, 6, 17])
+def test_queries_ranked_in_blocks_score_as_one_block_and_as_pair_counting(n_queries):
+    # Blocks of 5 queries: 1, 5 - 1, 5, 5 + 1 and several blocks with a remainder.
+    rng = np.random.default_rng(n_queries)
+    artists = rng.integers(0, 6, size=60)
+    points = rng.normal(size=(60, 3))
+    queries = rng.permutation(all_queries(artists))[:n_queries]
+    blocked = per_query_scores(points, artists, queries, k=4, query_chunk=5)
+    whole = per_query_scores(points, artists, queries, k=4, query_chunk=len(points))
+    for name in ("auc", "ap", "recall", "ndcg"):
+        assert blocked[name].shape == (n_queries,)
+        np.testing.assert_allclose(blocked[name], whole[name], rtol=0, atol=1e-12)
+    expected = [brute_force_auc(points, artists, int(q)) for q in queries]
+    np.testing.assert_allclose(blocked["auc"], expected, rtol=0, atol=1e-12)
 
 
 # One query at 0 (artist 0); others on a line: ranked B A B A B by distance.
