@@ -96,3 +96,17 @@ class Settings(BaseSettings):
             f"expected a Milvus Lite file ending in .db or a URL such as "
             f"http://milvus:19530, got {uri!r}"
         )
+
+    # --- hardening: bounded cost per request (issue 16) ---
+    audio_workers: int = Field(
+        2, ge=1, le=64, description="Processes that analyse uploaded audio (one file each)"
+    )
+    audio_queue: int = Field(
+        4, ge=0, le=1024, description="Uploads that may wait for a worker (503 beyond)"
+    )
+    audio_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest analysis of one upload (503, worker killed)"
+    )
+    audio_worker_memory_mb: int = Field(
+        3072, ge=0, description="Address-space cap of each audio worker, MB; 0 = none"
+    )

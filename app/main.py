@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
+from app.audio_workers import AudioWorkers
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
@@ -49,9 +50,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = open_service(settings)
         app.state.service = service
+        app.state.audio_workers = AudioWorkers(
+            processes=settings.audio_workers,
+            queue=settings.audio_queue,
+            timeout_s=settings.audio_timeout_seconds,
+            memory_mb=settings.audio_worker_memory_mb,
+        )
         try:
             yield
         finally:
+            app.state.audio_workers.close()
             service.close()
 
     app = FastAPI(
