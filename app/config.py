@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="Seconds of an upload analysed (its middle)"
     )
     max_evaluate_songs: int = Field(
-        50_000, ge=2, description="Most songs a caller may post to /evaluate"
+        7_500, ge=2, description="Most songs a caller may post to /evaluate"
     )
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq"] = Field(
         "flat", description="FAISS index: exact flat, or approximate hnsw, ivf, ivfpq"
@@ -109,4 +109,11 @@ class Settings(BaseSettings):
     )
     audio_worker_memory_mb: int = Field(
         3072, ge=0, description="Address-space cap of each audio worker, MB; 0 = none"
+    )
+    # 7,500 songs of compact JSON (about 1,060 bytes each) fill the default 8 MB body.
+    max_evaluate_work: int = Field(
+        7_500 * 7_500, ge=1, description="Most queries x songs one POST /evaluate ranks"
+    )
+    evaluate_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest POST /evaluate; stopped (503) past it"
     )
