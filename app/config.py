@@ -117,3 +117,11 @@ class Settings(BaseSettings):
     evaluate_timeout_seconds: float = Field(
         60.0, gt=0, le=3600, description="Longest POST /evaluate; stopped (503) past it"
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_is_not_empty(cls, key: str | None) -> str | None:
+        # An empty key would be a real one that an empty X-API-Key header matches.
+        if key is not None and not key.strip():
+            raise ValueError("the API key is empty: unset MUSICSIM_API_KEY, or give a real key")
+        return key

@@ -17,7 +17,7 @@ from starlette.routing import Match
 
 from app.audio_workers import AudioWorkers
 from app.config import Settings
-from app.deps import require_api_key
+from app.deps import require_api_key_for_reads
 from app.limits import BodySizeLimit
 from app.routes import audio, evaluate, explorer, genres, health, metrics, song_map, songs
 from app.schemas import ErrorOut
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     app.include_router(health.router)  # always open: container health checks call it
-    guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
+    guarded = [Depends(require_api_key_for_reads)] if settings.api_key_for_reads else []
     for module in (songs, audio, evaluate):
         app.include_router(module.router, dependencies=guarded)
     # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.

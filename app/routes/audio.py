@@ -20,7 +20,7 @@ from app.catalogue import CatalogueError
 from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
-from app.schemas import MAX_ID, AudioOut, SimilarFilters
+from app.schemas import MAX_ID, AudioOut, SimilarFilters, refuse_nul
 from app.similarity import add_and_index
 
 router = APIRouter(prefix="/songs", tags=["songs"])
@@ -75,6 +75,10 @@ def read_similar_to_audio(
 ) -> AudioOut:
     """Neighbours of an uploaded recording; with add=true it is stored as a cold-start song."""
     check_k(k, service)
+    try:
+        refuse_nul(title=title, artist=artist, genre=genre)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
     check_genre(session, genre)
     try:
         filters = SimilarFilters(

@@ -75,7 +75,12 @@ def check_genre(session: Session, genre: str | None) -> None:
     if genre is not None:
         known = top_level_genres(session)
         if genre not in known:
-            raise HTTPException(422, f"unknown genre {genre!r}; known: {sorted(known)}")
+            raise HTTPException(422, f"unknown genre {shorten(genre)}; known: {sorted(known)}")
+
+
+def shorten(text: str, *, most: int = 80) -> str:
+    """repr of a caller's text, cut short: an error must not echo megabytes back."""
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
 
 
 def get_song(session: Session, song_id: int) -> Song:
