@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -73,5 +72,6 @@ def serve(
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
-    # uvicorn's own handlers and access log off: ours carry request ids (app/observe.py).
-    uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+    from app.server import serve as serve_http  # uvicorn with header/body/idle timeouts
+
+    serve_http(service, settings, host=host, port=port)

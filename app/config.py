@@ -117,6 +117,27 @@ class Settings(BaseSettings):
     evaluate_timeout_seconds: float = Field(
         60.0, gt=0, le=3600, description="Longest POST /evaluate; stopped (503) past it"
     )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="Longest wait for a request's headers (connection closed)"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait for a request's whole body (408)"
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=600, description="Idle keep-alive connections are closed after this"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Largest request line plus headers, bytes (400 beyond)"
+    )
+    max_expensive_requests: int = Field(
+        4, ge=1, description="Batch, audio and evaluate requests served at once (503 beyond)"
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per client address per minute (429 beyond); 0 = off"
+    )
+    max_batch_work: int = Field(
+        25_600, ge=1, description="Most items x k in one batch query (413 beyond)"
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -181,6 +181,11 @@ def read_similar_to_many(
         raise HTTPException(
             413, f"at most {service.settings.max_batch} items per batch, got {len(query.items)}"
         )
+    work, most = len(query.items) * query.k, service.settings.max_batch_work
+    if work > most:
+        raise HTTPException(
+            413, f"{len(query.items)} items x k={query.k} is {work} results, more than {most}"
+        )
     vectors = [item.features for item in query.items]
     return BatchOut(results=search_posted(session, index, bundle, vectors, query))
 

@@ -40,25 +40,36 @@ def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str
     return env
 
 
-def start_server(env: dict[str, str], workdir: Path, name: str, started: list):
-    """Start uvicorn on a free loopback port and wait for /health; returns (process, url)."""
+def start_server(
+    env: dict[str, str], workdir: Path, name: str, started: list, *, timed: bool = False
+):
+    """Start uvicorn on a free loopback port and wait for /health; returns (process, url).
+
+    timed: run `python -m app.server` (what `musicsim serve` runs: uvicorn with the header,
+    keep-alive and body timeouts of the settings) instead of plain uvicorn.
+    """
     for _attempt in range(3):  # another process may take the free port before uvicorn binds it
         port = free_port()
         log_path = workdir / f"{name}-{port}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--app-dir",
-            str(ROOT),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ]
+        if timed:
+            command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1"]
+            command += ["--port", str(port)]
+            env = {**env, "PYTHONPATH": str(ROOT)}
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "app.main:create_app",
+                "--app-dir",
+                str(ROOT),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ]
         with log_path.open("wb") as log:
             # cwd is the test's own folder, so no stray .env file is read
             process = subprocess.Popen(

@@ -163,3 +163,12 @@ def test_a_401_names_what_needs_the_key(settings):
         read = client.get("/genres")
         assert read.status_code == 401 and "needs the key for reads too" in read.text
         assert "changes the catalogue" not in read.text
+
+
+def test_a_batch_of_256_items_at_k_1000_is_refused_for_its_total_work(client):
+    body = {"items": [{"features": features()}] * 256, "k": 1000}
+    response = client.post("/songs/similar/batch", json=body)
+    assert response.status_code == 413
+    assert "256 items x k=1000 is 256000 results, more than 25600" in response.text
+    small = client.post("/songs/similar/batch", json={"items": body["items"][:25], "k": 1000})
+    assert small.status_code == 200 and len(small.json()["results"]) == 25
