@@ -25,6 +25,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger("musicsim.audio")
+# A worker's start (spawn, then importing librosa) is not charged to the first file's
+# time limit; it has a generous limit of its own.
+START_TIMEOUT_S = 300.0
 
 
 class WorkersBusy(Exception):
@@ -64,6 +67,9 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    import training.audio.recipe  # noqa: F401  (librosa loads before any file's clock starts)
+
+    connection.send(("ready", None))
     while True:
         try:
             function, args = connection.recv()
@@ -119,6 +125,14 @@ class _Slot:
             process.start()
             child.close()
             self._process, self._connection = process, parent
+            if not parent.poll(START_TIMEOUT_S):
+                self.stop()
+                raise AnalysisFailed("the audio worker did not start")
+            try:
+                parent.recv()  # ("ready", None)
+            except (EOFError, OSError):
+                self.stop()
+                raise AnalysisFailed("the audio worker died while starting") from None
         assert self._connection is not None
         return self._connection
 
