@@ -81,7 +81,6 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
-    import uvicorn
 
     from app.main import create_app
     from app.telemetry.logs import configure_logging
@@ -94,8 +93,9 @@ def serve(
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
-    # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
-    uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+    from app.server import serve as serve_http  # uvicorn with header/body/idle timeouts
+
+    serve_http(service, settings, host=host, port=port)
 
 
 if __name__ == "__main__":  # python -m app.cli

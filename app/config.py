@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="Seconds of an upload analysed (its middle)"
     )
     max_evaluate_songs: int = Field(
-        50_000, ge=2, description="Most songs a caller may post to /evaluate"
+        7_500, ge=2, description="Most songs a caller may post to /evaluate"
     )
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq"] = Field(
         "flat", description="FAISS index: exact flat, or approximate hnsw, ivf, ivfpq"
@@ -107,3 +107,53 @@ class Settings(BaseSettings):
             f"expected a Milvus Lite file ending in .db or a URL such as "
             f"http://milvus:19530, got {uri!r}"
         )
+
+    # --- hardening: bounded cost per request (issue 16) ---
+    audio_workers: int = Field(
+        2, ge=1, le=64, description="Processes that analyse uploaded audio (one file each)"
+    )
+    audio_queue: int = Field(
+        4, ge=0, le=1024, description="Uploads that may wait for a worker (503 beyond)"
+    )
+    audio_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest analysis of one upload (503, worker killed)"
+    )
+    audio_worker_memory_mb: int = Field(
+        3072, ge=0, description="Address-space cap of each audio worker, MB; 0 = none"
+    )
+    # 7,500 songs of compact JSON (about 1,060 bytes each) fill the default 8 MB body.
+    max_evaluate_work: int = Field(
+        7_500 * 7_500, ge=1, description="Most queries x songs one POST /evaluate ranks"
+    )
+    evaluate_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest POST /evaluate; stopped (503) past it"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="Longest wait for a request's headers (connection closed)"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait for a request's whole body (408)"
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=600, description="Idle keep-alive connections are closed after this"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Largest request line plus headers, bytes (400 beyond)"
+    )
+    max_expensive_requests: int = Field(
+        4, ge=1, description="Batch, audio and evaluate requests served at once (503 beyond)"
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per client address per minute (429 beyond); 0 = off"
+    )
+    max_batch_work: int = Field(
+        25_600, ge=1, description="Most items x k in one batch query (413 beyond)"
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_is_not_empty(cls, key: str | None) -> str | None:
+        # An empty key would be a real one that an empty X-API-Key header matches.
+        if key is not None and not key.strip():
+            raise ValueError("the API key is empty: unset MUSICSIM_API_KEY, or give a real key")
+        return key

@@ -40,12 +40,16 @@ IndexDep = Annotated[SongIndex, Depends(get_index)]
 BundleDep = Annotated[Bundle, Depends(get_bundle)]
 
 
-def check_api_key(expected: str | None, given: str | None) -> None:
-    """Writes need the configured key: 401 without one, 403 with a wrong one."""
+WRITE = "this request changes the catalogue"
+READ = "this server needs the key for reads too (MUSICSIM_API_KEY_FOR_READS)"
+
+
+def check_api_key(expected: str | None, given: str | None, *, why: str = WRITE) -> None:
+    """Writes (and reads, when so configured) need the key: 401 without it, 403 when wrong."""
     if expected is None:
         return
     if given is None:
-        raise HTTPException(401, "this request changes the catalogue: send the X-API-Key header")
+        raise HTTPException(401, f"{why}: send the X-API-Key header")
     # Constant-time comparison: response timing must not reveal how much of a guess was right.
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(403, "the X-API-Key is not valid")
@@ -53,6 +57,12 @@ def check_api_key(expected: str | None, given: str | None) -> None:
 
 def require_api_key(service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
     check_api_key(service.settings.api_key, x_api_key)
+
+
+def require_api_key_for_reads(
+    service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    check_api_key(service.settings.api_key, x_api_key, why=READ)
 
 
 ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]

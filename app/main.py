@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,9 +16,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
+from app.admission import Admission
+from app.audio_workers import AudioWorkers
 from app.config import Settings
-from app.deps import require_api_key
-from app.limits import BodySizeLimit
+from app.deps import require_api_key_for_reads
+from app.limits import MIN_POSTED_SONG_BYTES, BodySizeLimit
 from app.routes import (
     audio,
     evaluate,
@@ -35,6 +38,8 @@ from app.song_map import SongMapCache
 from app.telemetry.middleware import ObserveRequests
 from app.telemetry.prometheus import RequestMetrics
 
+log = logging.getLogger("musicsim")
+
 # Every error body is {"detail": a sentence, or a list of field errors}.
 ERROR_RESPONSES: dict[int | str, dict] = {
     status: {"model": ErrorOut, "description": description}
@@ -46,6 +51,7 @@ ERROR_RESPONSES: dict[int | str, dict] = {
         (409, "The song is stored but not indexed yet; retry"),
         (413, "The body is larger than the configured limit"),
         (422, "The request is invalid; detail says why"),
+        (503, "Busy (see Retry-After), or the work passed its time limit"),
     ]
 }
 
@@ -59,9 +65,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = open_service(settings)
         app.state.service = service
+        app.state.audio_workers = AudioWorkers(
+            processes=settings.audio_workers,
+            queue=settings.audio_queue,
+            timeout_s=settings.audio_timeout_seconds,
+            memory_mb=settings.audio_worker_memory_mb,
+        )
         try:
             yield
         finally:
+            app.state.audio_workers.close()
             service.close()
 
     app = FastAPI(
@@ -72,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     app.include_router(health.router)  # always open: container health checks call it
-    guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
+    guarded = [Depends(require_api_key_for_reads)] if settings.api_key_for_reads else []
     for module in (songs, audio, evaluate, playlists):
         app.include_router(module.router, dependencies=guarded)
     # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.
@@ -93,7 +106,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_seconds,
     )
+    # Outside the body limit: an expensive request past the bound is refused unread.
+    app.add_middleware(
+        Admission,
+        max_expensive=settings.max_expensive_requests,
+        rate_per_minute=settings.rate_limit_per_minute,
+    )
+    if settings.max_evaluate_songs * MIN_POSTED_SONG_BYTES > settings.max_json_bytes:
+        log.warning(
+            "MUSICSIM_MAX_EVALUATE_SONGS=%d cannot be reached: %d songs need at least %d "
+            "bytes of JSON, more than MUSICSIM_MAX_JSON_BYTES=%d",
+            settings.max_evaluate_songs,
+            settings.max_evaluate_songs,
+            settings.max_evaluate_songs * MIN_POSTED_SONG_BYTES,
+            settings.max_json_bytes,
+        )
     # Added last, so outermost: ids, access lines and counts cover every answer, 413s too.
     app.state.metrics = RequestMetrics(service=lambda: getattr(app.state, "service", None))
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)

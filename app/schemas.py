@@ -50,6 +50,13 @@ def parse_near(near: str | None, radius_km: float | None) -> Near | None:
     return Near(lat, lon, radius_km)
 
 
+def refuse_nul(**fields: str | None) -> None:
+    """ValueError naming the first field holding NUL: PostgreSQL text cannot store it."""
+    for name, value in fields.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL characters")
+
+
 class Strict(BaseModel):
     # strict: `false` must not pass for artist 0, nor "5" for a number.
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -136,6 +143,12 @@ class SongIn(Strict):
     latitude: float | None = Field(None, ge=-90, le=90, description="For a new artist only")
     longitude: float | None = Field(None, ge=-180, le=180, description="For a new artist only")
     features: FeatureVector
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> SongIn:
+        artist = self.artist if isinstance(self.artist, str) else None
+        refuse_nul(title=self.title, artist=artist, genre=self.genre, location=self.location)
+        return self
 
 
 class AudioOut(SimilarOut):

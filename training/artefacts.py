@@ -174,14 +174,37 @@ def load_bundle(path: Path) -> Bundle:
     model = _load_model(path, model_type(config))
     zscore = _load_zscore(path, config.n_features)
     split = _load_split(path)
-    return Bundle(model, zscore, split, manifest, manifest_sha256, path)
+    bundle = Bundle(model, zscore, split, manifest, manifest_sha256, path)
+    _probe(bundle)
+    return bundle
+
+
+def _probe(bundle: Bundle) -> None:
+    """Hashes prove the files are the ones written, not that they compute anything:
+    a bundle saved with NaN weights matches its hashes. Refuse non-finite weights,
+    and a probe batch (the training mean, and a few standard deviations either
+    side) whose embeddings are not finite."""
+    path = bundle.path
+    for name, tensor in bundle.model.state_dict().items():
+        if not torch.isfinite(tensor).all():
+            raise BundleError(f"model bundle {path}: weight {name} holds NaN or infinite values")
+    mean, std = bundle.zscore.mean, bundle.zscore.std
+    probe = np.stack([mean + k * std for k in (-3.0, -1.0, 0.0, 1.0, 3.0)]).astype(np.float32)
+    if not np.isfinite(bundle.embed(probe)).all():
+        raise BundleError(
+            f"model bundle {path}: its embeddings of a probe batch are not finite; "
+            "the model cannot be served"
+        )
 
 
 def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
     file = path / MANIFEST
     if not file.is_file():
         raise BundleError(f"model bundle {path}: {MANIFEST} not found (train one first)")
-    raw = file.read_bytes()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"model bundle {path}: cannot read {MANIFEST} ({exc})") from exc
     try:
         manifest = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -205,7 +228,11 @@ def _check_hashes(path: Path, manifest: dict[str, Any]) -> None:
         file = path / name
         if not file.is_file():
             raise BundleError(f"model bundle {path}: {name} is missing")
-        if file_sha256(file) != digest:
+        try:
+            actual = file_sha256(file)
+        except OSError as exc:  # e.g. not readable by the service's user
+            raise BundleError(f"model bundle {path}: cannot read {name} ({exc})") from exc
+        if actual != digest:
             raise BundleError(
                 f"model bundle {path}: {name} does not match the SHA-256 in {MANIFEST} "
                 "(corrupt, truncated or replaced)"

@@ -12,6 +12,7 @@ imported only where they are used:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 # What each extra is for, as the README and pyproject.toml name them.
@@ -34,6 +35,12 @@ class MissingExtra(ImportError):
             f"this needs {EXTRAS[extra]}, which is not installed (no module {module!r}): "
             f"pip install 'musicsim[{extra}]'"
         )
+
+
+def ensure(module: str, *, extra: str) -> None:
+    """Raise MissingExtra when an optional module is not installed (without importing it)."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(module, extra=extra)
 
 
 def require(module: str, *, extra: str) -> ModuleType:

@@ -36,7 +36,8 @@ def add_song(session: Session, new: NewSong) -> Song:
     if new.genre is not None:
         genres = top_level_genres(session)
         if new.genre not in genres:
-            raise CatalogueError(f"unknown genre {new.genre!r}; known: {sorted(genres)}")
+            shown = new.genre if len(new.genre) <= 80 else f"{new.genre[:80]}..."
+            raise CatalogueError(f"unknown genre {shown!r}; known: {sorted(genres)}")
         genre_id = genres[new.genre]
     song = Song(
         title=new.title,

@@ -5,15 +5,20 @@ the catalogue (the database's catalogue version, which triggers replace on any
 change to songs' features, see migration 0002) and one list of song ids. Its
 folder name is a digest of those, so a changed model or catalogue simply misses.
 On a hit the caller also re-embeds a few random songs from the database and
-compares them with the entry (`spot_check`): the fingerprint says the entry
-should match, the spot check shows that it does.
+compares them with the entry (`spot_check`, different songs each start): the
+fingerprint says the entry should match, the spot check shows that it does.
 
-    <cache_dir>/<key digest>/manifest.json      what the entry was computed from
+    <cache_dir>/<key digest>/manifest.json      what the entry was computed from,
+                                                and the SHA-256 of embeddings.npy
                              embeddings.npy     (n_songs, dim) float32, memory-mapped
                              index-<spec>.faiss approximate indexes built from it
+                             index-<spec>.faiss.sha256   its SHA-256
 
-Entries are written in a temporary folder and renamed into place, so a crash
-never leaves a half-written entry behind a valid name.
+Entries are written in a temporary folder, fsynced, and renamed into place (the
+folder fsynced too), so a crash never leaves a half-written entry behind a valid
+name. Loading verifies the whole file against the SHA-256 recorded when it was
+written and that every value is finite; an entry that fails (truncated, edited,
+bit rot, a NaN) is removed with a warning and recomputed, never served.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from app.index.kinds import IndexSpec
 
 log = logging.getLogger("musicsim.cache")
 
-FORMAT = 1
+FORMAT = 2  # 2: manifests record the SHA-256 of embeddings.npy
 ENTRIES_KEPT = 3  # older entries (other models or catalogue states) are removed
 SPOT_CHECK_SONGS = 64
 SPOT_CHECK_TOLERANCE = 1e-4  # float32 embeddings of the same input, batched differently
@@ -78,25 +83,27 @@ class EmbeddingCache:
         self.root = Path(root)
 
     def load(self, key: CacheKey) -> np.ndarray | None:
-        """The entry's embeddings, memory-mapped read-only, or None when absent or unusable."""
+        """The entry's embeddings, memory-mapped read-only, or None when absent or unusable.
+
+        An unusable entry (unreadable, not matching its name or its checksum, holding a
+        value that is not finite) is removed with a warning, so that it is rebuilt.
+        """
         folder = self.root / key.digest()
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            if folder.exists():
-                log.warning("ignoring unreadable embedding cache %s: %s", folder, exc)
+        if not folder.exists():
             return None
-        if manifest.get("key") != asdict(key) or embeddings.shape != (key.n_songs, key.dim):
-            log.warning("ignoring embedding cache %s: it does not match its name", folder)
+        problem = _problem_with(folder, key)
+        if problem is not None:
+            log.warning("discarding persisted embeddings %s: %s; recomputing", folder, problem)
+            self.discard(key)
             return None
         os.utime(folder / "manifest.json")  # most recently used: pruned last
-        return embeddings
+        return np.load(folder / "embeddings.npy", mmap_mode="r")
 
-    def compute(self, key: CacheKey, fill: Callable[[np.ndarray], None]) -> np.ndarray | None:
+    def compute(self, key: CacheKey, fill: Callable[[np.ndarray], None]) -> np.ndarray:
         """Let `fill` write the embeddings into a new entry; returns them memory-mapped.
 
-        When `fill` raises, the error propagates and nothing is left behind.
+        When `fill` raises, the error propagates and nothing is left behind. OSError
+        when the entry cannot be written or read back.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         folder = self.root / key.digest()
@@ -108,20 +115,34 @@ class EmbeddingCache:
             fill(target)
             target.flush()
             del target
-            manifest = {"key": asdict(key), "indexes": {}}
+            _fsync(work / "embeddings.npy")
+            manifest = {
+                "key": asdict(key),
+                "embeddings_sha256": _file_sha256(work / "embeddings.npy"),
+                "indexes": {},
+            }
             (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            self._move_into_place(work, folder)
+            _fsync(work / "manifest.json")
+            _fsync(work)
+            self._move_into_place(work, folder, key)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._prune(keep=folder)
-        return self.load(key)
+        embeddings = self.load(key)
+        if embeddings is None:
+            raise OSError(f"the embeddings just written to {folder} do not read back")
+        return embeddings
 
-    def _move_into_place(self, work: Path, folder: Path) -> None:
+    def _move_into_place(self, work: Path, folder: Path, key: CacheKey) -> None:
         try:
             work.rename(folder)
-        except OSError:  # another process wrote the same entry first: theirs is as good
-            if not (folder / "manifest.json").exists():
-                raise
+        except OSError:
+            # Another process wrote the same entry first: theirs is as good, if it is whole.
+            if _problem_with(folder, key) is None:
+                return
+            shutil.rmtree(folder, ignore_errors=True)
+            work.rename(folder)
+        _fsync(self.root)  # the rename itself survives a power cut
 
     def discard(self, key: CacheKey) -> None:
         shutil.rmtree(self.root / key.digest(), ignore_errors=True)
@@ -130,10 +151,15 @@ class EmbeddingCache:
         path = self.root / key.digest() / f"index-{spec_digest(spec)}.faiss"
         if not path.exists():
             return None
+        recorded = path.with_name(path.name + ".sha256")
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
+            whole = recorded.read_text().strip() == _file_sha256(path)
+            index = faiss.read_index(str(path)) if whole else None
+        except (OSError, RuntimeError) as exc:
             log.warning("ignoring unreadable index %s: %s", path, exc)
+            return None
+        if index is None:
+            log.warning("ignoring index %s: it does not match its recorded SHA-256", path)
             return None
         return index if index.ntotal == key.n_songs else None
 
@@ -144,7 +170,14 @@ class EmbeddingCache:
         path = folder / f"index-{spec_digest(spec)}.faiss"
         partial = path.with_suffix(f".{os.getpid()}.partial")
         faiss.write_index(index, str(partial))
+        _fsync(partial)
+        digest = path.with_name(f"{path.name}.sha256.{os.getpid()}.partial")
+        digest.write_text(_file_sha256(partial) + "\n")
+        _fsync(digest)
+        # The digest first: an index is never in place without the digest that vouches for it.
+        digest.replace(path.with_name(path.name + ".sha256"))
         partial.replace(path)
+        _fsync(folder)
 
     def _prune(self, *, keep: Path) -> None:
         entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -152,6 +185,52 @@ class EmbeddingCache:
         for stale in by_use[ENTRIES_KEPT:]:
             if stale != keep:
                 shutil.rmtree(stale, ignore_errors=True)
+
+
+def _problem_with(folder: Path, key: CacheKey) -> str | None:
+    """Why an entry cannot be served, or None when it is whole and matches `key`."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"manifest.json is unreadable ({exc})"
+    if not isinstance(manifest, dict) or manifest.get("key") != asdict(key):
+        return "manifest.json does not match the entry's name"
+    path = folder / "embeddings.npy"
+    try:
+        if manifest.get("embeddings_sha256") != _file_sha256(path):
+            return "embeddings.npy does not match the SHA-256 recorded when it was written"
+        embeddings = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        return f"embeddings.npy is unreadable ({exc})"
+    if embeddings.shape != (key.n_songs, key.dim) or embeddings.dtype != np.float32:
+        return f"embeddings.npy holds {embeddings.dtype} {embeddings.shape}"
+    bad = _non_finite_rows(embeddings)
+    if len(bad):
+        return f"{len(bad)} row(s) are not finite (first: {int(bad[0])})"
+    return None
+
+
+def _non_finite_rows(embeddings: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
+    """Rows holding NaN or infinity, read a chunk at a time (bounded memory)."""
+    bad = [
+        start + np.flatnonzero(~np.isfinite(embeddings[start : start + chunk]).all(axis=1))
+        for start in range(0, len(embeddings), chunk)
+    ]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _last_used(folder: Path) -> float:
@@ -167,9 +246,13 @@ def spot_check(
     features_of: Callable[[np.ndarray], np.ndarray],
     embed: Callable[[np.ndarray], np.ndarray],
     *,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> bool:
-    """Re-embed a few random songs and compare: True when the cache holds their embeddings."""
+    """Re-embed a few random songs and compare: True when the cache holds their embeddings.
+
+    Without a seed the songs differ at every start, so that damage the checksum cannot
+    see (an entry rewritten whole, checksum included) is found sooner or later.
+    """
     if len(ids) == 0:
         return True
     rng = np.random.default_rng(seed)

@@ -114,17 +114,27 @@ def build_index(
         embed_songs(session, rows.ids, embed, in_memory)
         return FaissSongIndex.from_embeddings(rows, in_memory, spec)
     key = CacheKey.of(model_sha256=model_sha256, catalogue_version=version, ids=rows.ids, dim=dim)
-    embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
-    if embeddings is None:
-        embeddings = cache.compute(key, lambda out: embed_songs(session, rows.ids, embed, out))
+    try:
+        embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
+        if embeddings is None:
+            embeddings = cache.compute(key, lambda out: embed_songs(session, rows.ids, embed, out))
+            log.info("embedded %d songs and saved them to %s", len(rows), cache.root)
+    except OSError as exc:  # a read-only disk, a path that is a file, no space left, ...
+        log.warning(
+            "cannot use the index cache %s (%s): serving without persisted embeddings",
+            cache.root,
+            exc,
+        )
+        return build_index(session, embed, dim, spec=spec, cache=None)
     if embeddings is None:  # written, then unreadable (e.g. removed meanwhile): keep in memory
-        embeddings = np.empty((len(rows), dim), dtype=np.float32)
-        embed_songs(session, rows.ids, embed, embeddings)
-        log.info("embedded %d songs and saved them to %s", len(rows), cache.root)
+        return build_index(session, embed, dim, spec=spec, cache=None)
     stored = cache.load_index(key, spec) if spec.approximate else None
     index = FaissSongIndex.from_embeddings(rows, embeddings, spec, faiss_index=stored)
     if spec.approximate and stored is None:
-        cache.save_index(key, spec, index.faiss_index)
+        try:
+            cache.save_index(key, spec, index.faiss_index)
+        except OSError as exc:
+            log.warning("cannot persist the index in %s (%s)", cache.root, exc)
     return index
 
 

@@ -5,34 +5,48 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
 from pydantic import ValidationError
 
+from app.audio_workers import (
+    AnalysisFailed,
+    AnalysisRefused,
+    AnalysisTimeout,
+    AudioWorkers,
+    WorkersBusy,
+    analyse_audio,
+)
 from app.catalogue import CatalogueError
 from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
-from app.schemas import MAX_ID, AudioOut, SimilarFilters
+from app.schemas import MAX_ID, AudioOut, SimilarFilters, refuse_nul
 from app.similarity import add_and_index
-from training.extras import MissingExtra
+from training.extras import MissingExtra, ensure
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 
 
-def analyse_upload(data: bytes, *, name: str, excerpt_seconds: float) -> np.ndarray:
-    """(518,) FMA features of the middle excerpt of an uploaded file."""
+def analyse_upload(
+    workers: AudioWorkers, data: bytes, *, name: str, excerpt_seconds: float
+) -> np.ndarray:
+    """(518,) FMA features of the middle excerpt of an uploaded file, from a worker."""
     try:  # the audio extra may be absent: a features-only service answers the rest
-        from training.audio.recipe import AudioError, decode, extract_features
+        ensure("librosa", extra="audio")
     except MissingExtra as exc:
         raise HTTPException(501, f"this server cannot analyse audio: {exc}") from exc
     if not data:
         raise HTTPException(422, f"{name}: the upload is empty")
+    retry = {"Retry-After": str(max(1, round(workers.timeout_s)))}
     try:
-        signal, sr = decode(data, excerpt_seconds=excerpt_seconds)
-        return extract_features(signal=signal, sr=sr)
-    except AudioError as exc:
-        raise HTTPException(422, f"{name}: cannot decode audio: {exc.reason}") from exc
-    except ValueError as exc:  # decodable, but too short or too low a rate to analyse
+        return workers.run(analyse_audio, data, excerpt_seconds)
+    except AnalysisRefused as exc:  # undecodable, or too short or too low a rate to analyse
+        raise HTTPException(422, f"{name}: {exc.reason}") from exc
+    except WorkersBusy as exc:
+        raise HTTPException(503, f"{exc}: retry later", headers=retry) from exc
+    except AnalysisTimeout as exc:
+        raise HTTPException(503, f"{name}: {exc}", headers=retry) from exc
+    except AnalysisFailed as exc:
         raise HTTPException(422, f"{name}: {exc}") from exc
 
 
@@ -48,6 +62,7 @@ def artist_ref(artist: str) -> int | str:
 @router.post("/audio", response_model=AudioOut)
 def read_similar_to_audio(
     file: Annotated[UploadFile, File(description="WAV, FLAC, OGG/Vorbis or MP3")],
+    request: Request,
     response: Response,
     session: SessionDep,
     index: IndexDep,
@@ -65,6 +80,10 @@ def read_similar_to_audio(
 ) -> AudioOut:
     """Neighbours of an uploaded recording; with add=true it is stored as a cold-start song."""
     check_k(k, service)
+    try:
+        refuse_nul(title=title, artist=artist, genre=genre)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
     check_genre(session, genre)
     try:
         filters = SimilarFilters(
@@ -78,9 +97,15 @@ def read_similar_to_audio(
             raise HTTPException(422, "add=true needs a title and an artist")
     name = file.filename or "upload"
     features = analyse_upload(
-        file.file.read(), name=name, excerpt_seconds=service.settings.audio_excerpt_seconds
+        request.app.state.audio_workers,
+        file.file.read(),
+        name=name,
+        excerpt_seconds=service.settings.audio_excerpt_seconds,
     )
-    found = index.search(bundle.embed(features[None, :]), k=k, where=filters.to_filter())
+    embedding = bundle.embed(features[None, :])
+    if not np.isfinite(embedding).all():
+        raise HTTPException(422, f"{name}: its features cannot be embedded (not finite)")
+    found = index.search(embedding, k=k, where=filters.to_filter())
     results = similar_songs(session, found[0])
     song_id = None
     if add:

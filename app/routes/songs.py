@@ -98,7 +98,12 @@ def check_genre(session: Session, genre: str | None) -> None:
     if genre is not None:
         known = top_level_genres(session)
         if genre not in known:
-            raise HTTPException(422, f"unknown genre {genre!r}; known: {sorted(known)}")
+            raise HTTPException(422, f"unknown genre {shorten(genre)}; known: {sorted(known)}")
+
+
+def shorten(text: str, *, most: int = 80) -> str:
+    """repr of a caller's text, cut short: an error must not echo megabytes back."""
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
 
 
 def get_song(session: Session, song_id: int) -> Song:
@@ -203,6 +208,11 @@ def read_similar_to_many(
     if len(query.items) > service.settings.max_batch:
         raise HTTPException(
             413, f"at most {service.settings.max_batch} items per batch, got {len(query.items)}"
+        )
+    work, most = len(query.items) * query.k, service.settings.max_batch_work
+    if work > most:
+        raise HTTPException(
+            413, f"{len(query.items)} items x k={query.k} is {work} results, more than {most}"
         )
     vectors = [item.features for item in query.items]
     return BatchOut(results=search_posted(session, index, bundle, vectors, query))

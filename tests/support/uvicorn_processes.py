@@ -36,13 +36,22 @@ def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str
     return env
 
 
-def start_server(env: dict[str, str], workdir: Path, name: str, started: list):
+def start_server(
+    env: dict[str, str], workdir: Path, name: str, started: list, *, timed: bool = False
+):
     """Start uvicorn on a loopback port of its own and wait for /health; returns (process, url).
 
     The server binds port 0 and the test reads the port it got from the server's log:
     picking a free port first and binding it later would let another process (or a
     replica started alongside) take it in between.
+
+    timed: run `python -m app.server` (what `musicsim serve` runs: uvicorn with the header,
+    keep-alive and body timeouts of the settings) instead of plain uvicorn.
     """
+    if timed:
+        command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", "0"]
+        env = {**env, "PYTHONPATH": str(ROOT)}
+        return start_logged(command, env=env, workdir=workdir, name=name, started=started)
     command = [
         sys.executable,
         "-m",

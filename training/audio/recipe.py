@@ -37,6 +37,14 @@ FRAME_LENGTH = 2048  # samples per analysis frame (STFT size, zcr frame)
 HOP_LENGTH = 512  # samples between frames
 EXCERPT_SECONDS = 30.0  # FMA's clips are 30 s from the middle of each track
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")
+# What a container's header may claim before a sample is decoded. A header is
+# only a claim: a 1 MB WAV saying 2 GHz made the constant-Q transform ask for
+# tens of gigabytes, so rates, channels and lengths outside these are refused.
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
+MAX_DURATION_SECONDS = 4 * 3600.0  # claimed length of the whole file
+MAX_DECODED_SAMPLES = 64 * 2**20  # frames x channels read at once: 256 MB of float32
 
 # FMA's STFT features never received the sample rate, so librosa's default
 # defines their frequency axis whatever the file's true rate (fma-format.md).
@@ -79,6 +87,7 @@ def decode(
     try:
         with sf.SoundFile(stream) as f:
             sr = f.samplerate
+            _check_header(f, name=name, excerpt_seconds=excerpt_seconds)
             frames = _read_excerpt(f, excerpt_seconds=excerpt_seconds)
     except sf.LibsndfileError as exc:
         raise AudioError(name, _reason(exc)) from exc
@@ -123,16 +132,52 @@ def _open_source(source: Source, *, name: str) -> str | BinaryIO:
     return stream
 
 
+def _check_header(f, *, name: str, excerpt_seconds: float | None) -> None:
+    """Refuse what the header claims beyond the bounds, before any sample is decoded."""
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            name,
+            f"the header claims a sample rate of {f.samplerate} Hz; "
+            f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz is accepted",
+        )
+    if not 1 <= f.channels <= MAX_CHANNELS:
+        raise AudioError(
+            name, f"the header claims {f.channels} channels; 1-{MAX_CHANNELS} are accepted"
+        )
+    if f.frames > 0 and f.frames / f.samplerate > MAX_DURATION_SECONDS:
+        raise AudioError(
+            name,
+            f"the header claims {f.frames / f.samplerate:.0f} s of audio; "
+            f"at most {MAX_DURATION_SECONDS:.0f} s is accepted",
+        )
+    wanted = f.frames if excerpt_seconds is None else round(excerpt_seconds * f.samplerate)
+    if f.frames > 0:
+        wanted = min(wanted, f.frames)
+    if wanted * f.channels > MAX_DECODED_SAMPLES:
+        raise AudioError(
+            name,
+            f"decoding would give {wanted * f.channels} samples; "
+            f"at most {MAX_DECODED_SAMPLES} are decoded (ask for a shorter excerpt)",
+        )
+
+
 def _read_excerpt(f, *, excerpt_seconds: float | None) -> np.ndarray:
     """(frames, channels) float32: the middle excerpt, or everything."""
-    if excerpt_seconds is None:
-        return f.read(dtype="float32", always_2d=True)
-    wanted = int(round(excerpt_seconds * f.samplerate))
+    wanted = None if excerpt_seconds is None else int(round(excerpt_seconds * f.samplerate))
     if f.seekable() and f.frames > 0:
+        wanted = f.frames if wanted is None else wanted
         start = max(0, (f.frames - wanted) // 2)
         f.seek(start)
         return f.read(min(wanted, f.frames - start), dtype="float32", always_2d=True)
-    data = f.read(dtype="float32", always_2d=True)  # length unknown: decode, then cut
+    # Length unknown: decode at most the bound (one sample more tells "too long"), then cut.
+    most = MAX_DECODED_SAMPLES // f.channels
+    data = f.read(most + 1, dtype="float32", always_2d=True)
+    if data.shape[0] > most:
+        raise AudioError(
+            str(f.name), f"the stream decodes to more than {MAX_DECODED_SAMPLES} samples"
+        )
+    if wanted is None:
+        return data
     start = max(0, (data.shape[0] - wanted) // 2)
     return data[start : start + wanted]
 

@@ -11,16 +11,47 @@ service both call these functions, so their numbers cannot drift apart.
     >>> result = mean_auc(embeddings, artist_ids, queries)
     >>> result.mean_auc, result.n_queries
     >>> retrieval_scores(embeddings, artist_ids, all_queries(artist_ids)).mean_average_precision
+    >>> with stop_when(lambda: time.monotonic() > deadline):   # EvaluationStopped past it
+    ...     retrieval_scores(embeddings, artist_ids, queries)
+
+Memory is linear in the number of songs: queries are ranked a block of distance
+rows at a time (at most _BLOCK_VALUES distances), and each query's metrics come
+from one sort of its row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 
-# Queries ranked per block: bounds memory at chunk x n_songs float64 values.
+# Queries ranked per block: at most this many, and at most _BLOCK_VALUES distances.
 _QUERY_CHUNK = 256
+_BLOCK_VALUES = 4 * 2**20  # 32 MB of float64 per block, whatever the number of songs
+_stop_check: ContextVar[Callable[[], bool] | None] = ContextVar("stop_check", default=None)
+
+
+class EvaluationStopped(Exception):
+    """The `stop_when` check asked to stop (a deadline passed, the client left)."""
+
+
+@contextmanager
+def stop_when(check: Callable[[], bool]) -> Iterator[None]:
+    """Within this block, ranking stops between blocks of queries once `check()` is true."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
+
+
+def _stop_if_asked() -> None:
+    check = _stop_check.get()
+    if check is not None and check():
+        raise EvaluationStopped("the evaluation was stopped before it finished")
 
 
 @dataclass(frozen=True)
@@ -93,13 +124,16 @@ def per_query_scores(
     relevant or no irrelevant song). Queries are ranked `query_chunk` at a time.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)  # once, not per block
+    _check_finite(embeddings)
     norms = (embeddings * embeddings).sum(1)
     artist_ids = np.asarray(artist_ids)
     queries = np.asarray(queries, dtype=np.int64)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     out = {name: np.empty(len(queries), dtype=np.float64) for name in names}
-    for start in range(0, len(queries), query_chunk):
-        block = queries[start : start + query_chunk]
+    chunk = max(1, min(query_chunk, _BLOCK_VALUES // max(1, len(embeddings))))
+    for start in range(0, len(queries), chunk):
+        _stop_if_asked()
+        block = queries[start : start + chunk]
         for name, values in _score_block(embeddings, norms, artist_ids, block, k, ranked).items():
             out[name][start : start + len(block)] = values
     return out
@@ -114,6 +148,8 @@ def _score_block(
     ranked: bool,
 ) -> dict[str, np.ndarray]:
     dist = _squared_distances(embeddings[block], embeddings, norms)
+    if not np.isfinite(dist).all():  # finite vectors whose squares overflow float64
+        raise ValueError("distances between these vectors are not finite (values too large)")
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     scores = {name: np.full(len(block), np.nan) for name in names}
     for row, query in enumerate(block):
@@ -124,11 +160,12 @@ def _score_block(
 
 
 def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -> dict[str, float]:
-    """All metrics of one query's ranking, from comparisons with its few relevant songs.
+    """All metrics of one query's ranking, from one stable sort of its distance row.
 
-    No full sort: each relevant song's rank is the number of songs strictly closer,
-    plus those at the same distance listed before it (a stable sort's order), and
-    the AUC counts closer irrelevant songs, ties as half (the Mann-Whitney U).
+    A relevant song's rank is its place in the stable sort (songs at the same
+    distance listed by index), and the AUC counts closer irrelevant songs, ties
+    as half (the Mann-Whitney U), from the runs of equal distance in the sorted
+    row; memory is a few arrays of n_songs values.
     """
     relevant = np.flatnonzero(artist_ids == artist_ids[query])
     relevant = relevant[relevant != query]  # the query is neither relevant nor irrelevant
@@ -137,17 +174,23 @@ def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -
         return {}
     dist = dist.copy()
     dist[query] = np.inf  # last of all: no other song's rank changes
-    d_pos = dist[relevant]
-    closer = (dist[None, :] < d_pos[:, None]).sum(1)  # songs strictly closer
-    same = dist[None, :] == d_pos[:, None]
-    tied = same.sum(1)  # includes the song itself
-    tied_before = np.zeros(n_pos, dtype=np.int64)
-    for i in np.flatnonzero(tied > 1):  # rare: a song at exactly the same distance
-        tied_before[i] = int((np.flatnonzero(same[i]) < relevant[i]).sum())
-    pos_closer = (d_pos[None, :] < d_pos[:, None]).sum(1)
-    pos_tied = (d_pos[None, :] == d_pos[:, None]).sum(1)
+    order = np.argsort(dist, kind="stable")
+    d_sorted = dist[order]
+    is_relevant = np.zeros(len(dist), dtype=bool)
+    is_relevant[relevant] = True
+    relevant_sorted = is_relevant[order]
+    # Runs of equal distance in the sorted row: where each starts, how long, how many relevant.
+    starts = np.flatnonzero(np.r_[True, d_sorted[1:] != d_sorted[:-1]])
+    lengths = np.diff(np.r_[starts, len(dist)])
+    relevant_in_run = np.add.reduceat(relevant_sorted.astype(np.int64), starts)
+    relevant_before = np.cumsum(relevant_in_run) - relevant_in_run
+    at = np.flatnonzero(relevant_sorted)  # relevant songs' places, ascending
+    run = np.searchsorted(starts, at, side="right") - 1
+    closer = starts[run]  # songs strictly closer
+    tied = lengths[run]  # includes the song itself
+    pos_closer, pos_tied = relevant_before[run], relevant_in_run[run]
     closer_negatives = (closer - pos_closer) + 0.5 * (tied - pos_tied)
-    ranks = np.sort(closer + tied_before + 1).astype(np.float64)  # 1-based, ascending
+    ranks = (at + 1).astype(np.float64)  # 1-based, ascending
     found = np.arange(1, n_pos + 1, dtype=np.float64)  # relevant songs up to each one
     in_top = ranks <= k
     discounts = 1.0 / np.log2(np.arange(1, min(n_pos, k) + 1) + 1.0)
@@ -157,6 +200,15 @@ def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -
         "recall": in_top.sum() / n_pos,
         "ndcg": float((1.0 / np.log2(ranks[in_top] + 1.0)).sum() / discounts.sum()),
     }
+
+
+def _check_finite(embeddings: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"{len(bad)} song(s) have vectors that are not finite in this space "
+            f"(first: row {int(bad[0])}; features too large for it?)"
+        )
 
 
 def mean_auc(embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray) -> RetrievalScore:

@@ -1,4 +1,9 @@
-"""Start-up reuses persisted embeddings only when model and catalogue are unchanged."""
+"""Start-up reuses persisted embeddings only when model and catalogue are unchanged,
+and only when they are whole: a damaged entry is rebuilt, never served or fatal."""
+
+import hashlib
+import json
+import logging
 
 import numpy as np
 import pytest
@@ -44,6 +49,19 @@ def start(engine, bundle, cache, *, spec=None, model_sha256=None):
             model_sha256=model_sha256 or bundle.manifest_sha256,
         )
     return index, embed.songs
+
+
+def rewrite_checksum(entry):
+    """Record the entry's current embeddings.npy as if it had been written that way."""
+    manifest = json.loads((entry / "manifest.json").read_text())
+    digest = hashlib.sha256((entry / "embeddings.npy").read_bytes()).hexdigest()
+    manifest["embeddings_sha256"] = digest
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
+def the_entry(cache):
+    (entry,) = (p for p in cache.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return entry
 
 
 def neighbours(index, queries):
@@ -106,6 +124,7 @@ def test_a_cache_that_does_not_match_its_fingerprint_is_recomputed(engine, bundl
     (entry,) = (p for p in cache.root.iterdir() if p.is_dir() and not p.name.startswith("."))
     stored = np.load(entry / "embeddings.npy")
     np.save(entry / "embeddings.npy", stored[::-1].copy())  # right shape, wrong rows
+    rewrite_checksum(entry)  # whole and consistent: only the spot check can tell
     index, embedded = start(engine, bundle, cache)
     assert embedded == SPOT_CHECK_SONGS + len(index)
     with Session(engine) as session:
@@ -132,3 +151,123 @@ def test_an_approximate_index_is_persisted_and_reused(engine, bundle, tmp_path):
 def test_without_a_cache_folder_nothing_is_written(engine, bundle, tmp_path):
     index, embedded = start(engine, bundle, None)
     assert embedded == len(index) and not any(tmp_path.glob("**/*.npy"))
+
+
+def exact_neighbours(engine, bundle, index):
+    """Each song's 5 nearest by brute force on fresh embeddings, next to the index's."""
+    with Session(engine) as session:
+        rows, features = read_index_rows(session)
+    fresh = bundle.embed(features)
+    picked = np.arange(0, len(rows), 50)
+    d = ((fresh[picked, None, :] - fresh[None, :, :]) ** 2).sum(-1)
+    expected = [[int(rows.ids[j]) for j in np.argsort(row, kind="stable")[:5]] for row in d]
+    got = [[n.song_id for n in hits] for hits in index.search(fresh[picked], k=5)]
+    return got, expected
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate embeddings", "break manifest", "empty manifest", "manifest not an object"],
+)
+def test_a_damaged_entry_is_rebuilt_at_start_with_a_warning(
+    engine, bundle, tmp_path, caplog, damage
+):
+    cache = EmbeddingCache(tmp_path / "cache")
+    first, _ = start(engine, bundle, cache)
+    entry = the_entry(cache)
+    embeddings, manifest = entry / "embeddings.npy", entry / "manifest.json"
+    if damage == "truncate embeddings":  # a half-written file, as after a power cut
+        embeddings.write_bytes(embeddings.read_bytes()[: embeddings.stat().st_size // 2])
+    elif damage == "break manifest":
+        manifest.write_text(manifest.read_text()[:40])
+    elif damage == "empty manifest":
+        manifest.write_text("")
+    else:
+        manifest.write_text("[1, 2, 3]")
+    with caplog.at_level(logging.WARNING, logger="musicsim.cache"):
+        index, embedded = start(engine, bundle, cache)
+    assert embedded == len(index) == len(first)  # recomputed, not reused and not fatal
+    assert "discarding persisted embeddings" in caplog.text
+    got, expected = exact_neighbours(engine, bundle, index)
+    assert got == expected
+    _, embedded_again = start(engine, bundle, cache)  # and the rebuilt entry is reused
+    assert embedded_again == SPOT_CHECK_SONGS
+
+
+@pytest.mark.parametrize("checksum", ["stale", "rewritten"])
+def test_every_other_row_zeroed_is_detected(engine, bundle, tmp_path, caplog, checksum):
+    cache = EmbeddingCache(tmp_path / "cache")
+    start(engine, bundle, cache)
+    entry = the_entry(cache)
+    stored = np.load(entry / "embeddings.npy")
+    # Every other row, but none that a check always drawing seed 0's rows would look at.
+    always_checked = np.random.default_rng(0).choice(len(stored), SPOT_CHECK_SONGS, replace=False)
+    zeroed = np.setdiff1d(np.arange(0, len(stored), 2), always_checked)
+    stored[zeroed] = 0.0
+    np.save(entry / "embeddings.npy", stored)
+    if checksum == "rewritten":  # consistent on disk: the random spot check must catch it
+        rewrite_checksum(entry)
+    with caplog.at_level(logging.WARNING):
+        index, embedded = start(engine, bundle, cache)
+    assert embedded >= len(index)  # everything re-embedded
+    got, expected = exact_neighbours(engine, bundle, index)
+    assert got == expected
+
+
+def test_a_nan_row_is_detected_even_with_a_matching_checksum(engine, bundle, tmp_path, caplog):
+    cache = EmbeddingCache(tmp_path / "cache")
+    start(engine, bundle, cache)
+    entry = the_entry(cache)
+    stored = np.load(entry / "embeddings.npy")
+    stored[17, 3] = np.nan
+    np.save(entry / "embeddings.npy", stored)
+    rewrite_checksum(entry)
+    with caplog.at_level(logging.WARNING, logger="musicsim.cache"):
+        index, embedded = start(engine, bundle, cache)
+    assert embedded == len(index) and "1 row(s) are not finite (first: 17)" in caplog.text
+    assert np.isfinite(
+        index.search(bundle.embed(np.zeros((1, 518), np.float32)), k=5)[0][0].distance
+    )
+
+
+def test_the_spot_check_looks_at_different_songs_at_each_start(engine, bundle, tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    start(engine, bundle, cache)
+    seen = []
+
+    class Recording(CountingEmbed):
+        def __call__(self, features):
+            seen.append(features.tobytes())
+            return super().__call__(features)
+
+    for _ in range(2):
+        with Session(engine) as session:
+            build_index(
+                session,
+                Recording(bundle),
+                bundle.embedding_dim,
+                cache=cache,
+                model_sha256=bundle.manifest_sha256,
+            )
+    assert len(seen) == 2 and seen[0] != seen[1]  # 64 of 1,500 songs drawn twice alike: ~0
+
+
+def test_an_unusable_cache_folder_serves_without_persistence(engine, bundle, tmp_path, caplog):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("in the way")
+    with caplog.at_level(logging.WARNING):
+        index, embedded = start(engine, bundle, EmbeddingCache(not_a_folder / "cache"))
+    assert embedded == len(index) > 0
+    assert "cannot use the index cache" in caplog.text and str(not_a_folder) in caplog.text
+
+
+def test_a_damaged_approximate_index_file_is_rebuilt(engine, bundle, tmp_path, caplog):
+    cache = EmbeddingCache(tmp_path / "cache")
+    spec = IndexSpec(kind="hnsw")
+    start(engine, bundle, cache, spec=spec)
+    (saved,) = cache.root.glob("*/index-*.faiss")
+    saved.write_bytes(saved.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="musicsim.cache"):
+        index, _ = start(engine, bundle, cache, spec=spec)
+    assert "does not match its recorded SHA-256" in caplog.text
+    assert index.faiss_index.ntotal == len(index)

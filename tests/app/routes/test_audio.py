@@ -1,7 +1,10 @@
 """POST /songs/audio with the real clips in ../shared/data/audio."""
 
+import io
+
 import numpy as np
 import pytest
+import soundfile as sf
 from paths import real_clip
 from reference import nearest_by_brute_force
 
@@ -94,3 +97,38 @@ def test_adding_an_upload_needs_the_api_key_when_one_is_set(settings, clip_bytes
     with TestClient(create_app(settings.model_copy(update={"api_key": "k"}))) as client:
         assert upload(client, clip_bytes, **form).status_code == 401
         assert upload(client, clip_bytes).status_code == 200  # a look-up stays open
+
+
+def wav_claiming_rate(rate: int, *, seconds: float) -> bytes:
+    """A WAV written by soundfile at 22.05 kHz, then its `fmt ` chunk's rate patched."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(int(22_050 * seconds), np.float32), 22_050, format="WAV")
+    data = bytearray(buffer.getvalue())
+    fmt = data.index(b"fmt ")
+    data[fmt + 12 : fmt + 16] = rate.to_bytes(4, "little")  # after id, size, tag, channels
+    return bytes(data)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 30.0])  # the issue's 44 KB and 1.3 MB files
+def test_an_upload_claiming_a_2_ghz_sample_rate_is_refused(client, seconds):
+    # Memory stays bounded because the refusal comes from the header (the recipe's tests
+    # show that no sample is read), in a worker process capped by RLIMIT_AS.
+    data = wav_claiming_rate(2_000_000_000, seconds=seconds)
+    response = upload(client, data, name="claims-2ghz.wav", add="true", title="t", artist="a")
+    assert response.status_code == 422
+    assert "claims-2ghz.wav" in response.text
+    assert "sample rate of 2000000000 Hz" in response.text and "8000-192000 Hz" in response.text
+
+
+def test_a_busy_worker_pool_answers_503_with_retry_after(settings, clip_bytes):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings)) as client:
+        workers = client.app.state.audio_workers
+        for _ in range(settings.audio_workers + settings.audio_queue):
+            workers._admitted.acquire()  # every place taken, as by uploads in flight
+        response = upload(client, clip_bytes)
+        assert response.status_code == 503 and "busy" in response.text
+        assert int(response.headers["Retry-After"]) >= 1

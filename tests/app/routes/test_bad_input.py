@@ -106,3 +106,69 @@ def test_a_body_over_the_json_limit_is_413(settings):
             "/songs/similar", content=chunks(), headers={"Content-Type": "application/json"}
         )
         assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/songs/" + "9" * 4_301,
+        "/songs/" + "1" * 20_000 + "/similar",
+        "/songs/" + "9" * 20,  # short enough for int(), past the largest 64-bit id
+    ],
+)
+def test_an_id_too_long_for_any_song_is_a_422_not_a_500(client, path):
+    response = client.get(path)
+    assert response.status_code == 422
+    assert "less than or equal to 9223372036854775807" in response.text
+    assert len(response.content) < 1_000  # the id is not echoed back
+
+
+def test_leading_zeros_still_name_the_song(client, song):
+    response = client.get("/songs/" + "0" * 5_000 + str(song))
+    assert response.status_code == 200 and response.json()["id"] == song
+
+
+@pytest.mark.parametrize("field", ["title", "artist", "location"])
+def test_nul_in_a_stored_text_is_a_422_and_stores_nothing(client, field):
+    before = client.get("/health").json()["songs_indexed"]
+    body = {"title": "fine", "artist": "also fine", "features": features()}
+    body[field] = "before\x00after"
+    response = client.post("/songs", json=body)
+    assert response.status_code == 422
+    assert f"{field} must not contain NUL characters" in response.text
+    assert client.get("/health").json()["songs_indexed"] == before
+
+
+def test_an_unknown_genre_is_not_echoed_back_whole(client):
+    genre = "Polka" * 200_000  # a megabyte
+    response = client.post("/songs/similar", json={"features": features(), "genre": genre})
+    assert response.status_code == 422 and "unknown genre 'PolkaPolka" in response.text
+    assert "(1000000 characters)" in response.text and len(response.content) < 2_000
+    body = {"title": "t", "artist": "a", "genre": genre, "features": features()}
+    stored = client.post("/songs", json=body)
+    assert stored.status_code == 422 and len(stored.content) < 2_000
+
+
+def test_a_401_names_what_needs_the_key(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    song = {"title": "t", "artist": "a", "features": features()}
+    with TestClient(create_app(settings.model_copy(update={"api_key": "k"}))) as client:
+        write = client.post("/songs", json=song)
+        assert write.status_code == 401 and "changes the catalogue" in write.text
+    guarded = settings.model_copy(update={"api_key": "k", "api_key_for_reads": True})
+    with TestClient(create_app(guarded)) as client:
+        read = client.get("/genres")
+        assert read.status_code == 401 and "needs the key for reads too" in read.text
+        assert "changes the catalogue" not in read.text
+
+
+def test_a_batch_of_256_items_at_k_1000_is_refused_for_its_total_work(client):
+    body = {"items": [{"features": features()}] * 256, "k": 1000}
+    response = client.post("/songs/similar/batch", json=body)
+    assert response.status_code == 413
+    assert "256 items x k=1000 is 256000 results, more than 25600" in response.text
+    small = client.post("/songs/similar/batch", json={"items": body["items"][:25], "k": 1000})
+    assert small.status_code == 200 and len(small.json()["results"]) == 25

@@ -374,3 +374,59 @@ def test_extreme_sample_values_raise_a_value_error_not_a_crash():
     loud = np.random.default_rng(0).normal(scale=1e18, size=22_050 * 3)
     with pytest.raises(ValueError, match="cannot analyse this signal"):
         extract_features(signal=loud, sr=22_050)
+
+
+def wav_claiming(*, rate: int, seconds: float = 1.0, channels: int = 1) -> bytes:
+    """A real 22.05 kHz PCM WAV written by soundfile, its `fmt ` chunk's rate patched."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros((int(SR * seconds), channels), np.float32), SR, format="WAV")
+    data = bytearray(buffer.getvalue())
+    fmt = data.index(b"fmt ")
+    # fmt chunk: id, size, format tag (2), channels (2), then the sample rate (4)
+    data[fmt + 12 : fmt + 16] = int(rate).to_bytes(4, "little")
+    return bytes(data)
+
+
+@pytest.fixture
+def decoding_forbidden(monkeypatch):
+    """Any read of samples fails the test: the refusal must come from the header alone."""
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("samples were decoded")
+
+    monkeypatch.setattr(sf.SoundFile, "read", no_reading)
+
+
+@pytest.mark.parametrize(
+    ("rate", "claimed"), [(2_000_000_000, "2000000000 Hz"), (4_000, "4000 Hz")]
+)
+def test_a_wav_claiming_an_absurd_sample_rate_is_refused_from_its_header(
+    decoding_forbidden, rate, claimed
+):
+    with pytest.raises(AudioError, match=f"sample rate of {claimed}"):
+        decode(wav_claiming(rate=rate))
+
+
+def test_too_many_channels_are_refused_from_the_header(decoding_forbidden):
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros((2048, 16), np.float32), SR, format="WAV")
+    with pytest.raises(AudioError, match="16 channels"):
+        decode(buffer.getvalue())
+
+
+def test_a_whole_file_longer_than_the_decoded_sample_bound_is_refused(
+    decoding_forbidden, monkeypatch
+):
+    import training.audio.recipe as recipe
+
+    monkeypatch.setattr(recipe, "MAX_DECODED_SAMPLES", SR // 2)
+    wav = wav_claiming(rate=SR, seconds=1.0)
+    with pytest.raises(AudioError, match=f"at most {SR // 2} are decoded"):
+        decode(wav, excerpt_seconds=None)
+    with pytest.raises(AudioError, match="at most"):
+        decode(wav, excerpt_seconds=0.75)  # 0.75 s of 22 050 Hz is above the bound too
+
+
+def test_a_header_within_the_bounds_still_decodes(monkeypatch):
+    signal, sr = decode(wav_claiming(rate=48_000), excerpt_seconds=None)
+    assert sr == 48_000 and signal.shape == (SR,)

@@ -118,3 +118,62 @@ def test_a_perfect_ranking_scores_one_everywhere():
 
 def test_every_track_queries_skip_single_track_artists():
     assert all_queries(np.array([7, 3, 7, 5, 3, 3])).tolist() == [0, 1, 2, 4, 5]
+
+
+def one_artist_and_one_other(n: int, *, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The issue's posted set: n - 1 songs by one artist and a single song by another."""
+    rng = np.random.default_rng(0)
+    artists = np.zeros(n, dtype=np.int64)
+    artists[-1] = 1
+    return rng.normal(size=(n, dim)), artists
+
+
+def test_memory_is_linear_in_the_songs_even_when_one_artist_has_them_all():
+    import tracemalloc
+
+    n = 7_500
+    points, artists = one_artist_and_one_other(n)
+    queries = all_queries(artists)[:8]  # each query has 7,498 relevant songs
+    tracemalloc.start()
+    try:
+        per_query_scores(points, artists, queries)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A few float64/int64 rows of n values per query, plus the block of distances;
+    # an n_pos x n comparison would be 7,498 x 7,500 bytes (56 MB) per query.
+    assert peak < 100 * n * 8
+
+
+def test_ranks_with_thousands_of_relevant_songs_match_brute_force():
+    _, artists = one_artist_and_one_other(300)
+    # Integer coordinates: exact ties among the relevant songs and with the other one.
+    points = np.random.default_rng(1).integers(0, 4, size=(300, 2)).astype(np.float64)
+    queries = all_queries(artists)[:20]
+    got = auc_per_query(points, artists, queries)
+    expected = [brute_force_auc(points, artists, int(q)) for q in queries]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_ranking_stops_between_blocks_when_asked():
+    from training.evaluation.metrics import EvaluationStopped, stop_when
+
+    points, artists = one_artist_and_one_other(100)
+    checks = []
+
+    def stop_after_the_first_block() -> bool:
+        checks.append(1)
+        return len(checks) > 1
+
+    with stop_when(stop_after_the_first_block), pytest.raises(EvaluationStopped):
+        per_query_scores(points, artists, np.repeat(all_queries(artists), 10))
+    assert len(checks) == 2
+    assert per_query_scores(points, artists, all_queries(artists))["auc"].shape == (99,)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_vectors_that_are_not_finite_are_refused_not_scored_out_of_range(bad):
+    points, artists = one_artist_and_one_other(50)
+    points[7, 3] = bad
+    with pytest.raises(ValueError, match="1 song.* not finite .*row 7"):
+        retrieval_scores(points, artists, all_queries(artists))
