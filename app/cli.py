@@ -39,23 +39,53 @@ def read_settings(**overrides) -> Settings:
 
 
 @app.command("import")
-def import_data(data: DataOption) -> None:
-    """Load an FMA-format catalogue into the database (MUSICSIM_DATABASE_URL); idempotent."""
+def import_data(
+    data: DataOption,
+    catalogue_name: Annotated[
+        str | None,
+        typer.Option(
+            "--catalogue",
+            help="Catalogue to fill [default: fma; an extracted library: its folder's name]",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Remove that catalogue's songs first")
+    ] = False,
+) -> None:
+    """Load an FMA-format folder into the database (MUSICSIM_DATABASE_URL) as one catalogue.
+
+    Songs of other catalogues, and songs added at run time, are never changed;
+    importing the same folder again changes nothing.
+    """
+    from app.catalogue.importing import source_of
+
     settings = read_settings()
     catalogue = read_catalogue(data)
+    try:
+        source = source_of(data, name=catalogue_name)
+    except CatalogueError as exc:
+        raise fail(str(exc)) from exc
     engine = open_database(settings.database_url)
     started = time.perf_counter()
     columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("songs", total=len(catalogue.tracks))
         try:
-            n = import_catalogue(engine, catalogue, on_rows=lambda k: progress.advance(task, k))
+            report = import_catalogue(
+                engine,
+                catalogue,
+                source=source,
+                replace=replace,
+                on_rows=lambda k: progress.advance(task, k),
+            )
         except CatalogueError as exc:
             raise fail(str(exc)) from exc
     engine.dispose()
+    replaced = f", {report.replaced:,} removed first" if replace else ""
     console.print(
-        f"imported {n:,} songs into {engine.url.render_as_string(hide_password=True)} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"catalogue {report.catalogue!r}: {report.added:,} songs added, {report.kept:,} "
+        f"already there{replaced}, in {engine.url.render_as_string(hide_password=True)} "
+        f"({time.perf_counter() - started:.1f} s)"
     )
 
 

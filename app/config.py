@@ -81,10 +81,22 @@ class Settings(BaseSettings):
         "text", description="`musicsim serve` logs: text lines, or one JSON object per line"
     )
 
+    # --- your own music (issue 14) ---
+    library_root: Path | None = Field(
+        None,
+        description="Folder library songs' files are relative to; by default the root "
+        "recorded when the library was imported",
+    )
+
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):
         # MUSICSIM_INDEX_CACHE_DIR= (empty) turns persistence off rather than meaning "."
+        return None if value == "" else value
+
+    @field_validator("library_root", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
         return None if value == "" else value
 
     @field_validator("milvus_uri")

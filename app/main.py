@@ -18,7 +18,17 @@ from starlette.routing import Match
 from app.config import Settings
 from app.deps import require_api_key
 from app.limits import BodySizeLimit
-from app.routes import audio, evaluate, explorer, genres, health, metrics, song_map, songs
+from app.routes import (
+    audio,
+    evaluate,
+    explorer,
+    genres,
+    health,
+    library,
+    metrics,
+    song_map,
+    songs,
+)
 from app.schemas import ErrorOut
 from app.service import open_service
 from app.song_map import SongMapCache
@@ -63,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)  # always open: container health checks call it
     guarded = [Depends(require_api_key)] if settings.api_key_for_reads else []
-    for module in (songs, audio, evaluate):
+    for module in (songs, library, audio, evaluate):
         app.include_router(module.router, dependencies=guarded)
     # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.
     for module in (genres, song_map, metrics):

@@ -71,6 +71,9 @@ class SongOut(BaseModel):
     latitude: float | None
     longitude: float | None
     source: Source
+    # A library song's file, relative to the library root, and where to stream it from.
+    file: str | None = None
+    audio_url: str | None = None
 
 
 class SimilarSong(BaseModel):
@@ -79,6 +82,7 @@ class SimilarSong(BaseModel):
     artist: ArtistRef
     genre: str | None
     distance: float = Field(description="L2 distance in the embedding space")
+    audio_url: str | None = None  # GET /songs/{id}/audio, for songs that keep their file
 
 
 class SimilarOut(BaseModel):

@@ -33,7 +33,12 @@ from rich.progress import (
 from rich.table import Table
 
 from training.artefacts import BundleError, load_bundle, save_bundle
-from training.audio.extraction import ClusterError, extract_catalogue, find_audio_files
+from training.audio.extraction import (
+    ClusterError,
+    extract_catalogue,
+    find_audio_files,
+    library_root,
+)
 from training.audio.recipe import EXCERPT_SECONDS
 from training.config import TrainConfig
 from training.data.fetch import (
@@ -435,6 +440,7 @@ def extract(
                 scheduler=scheduler,
                 excerpt_seconds=None if whole_file else EXCERPT_SECONDS,
                 on_file=on_file,
+                root=library_root(paths),
             )
         except (ValueError, ClusterError) as exc:
             raise fail(str(exc)) from exc

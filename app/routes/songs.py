@@ -48,7 +48,13 @@ def song_out(song: Song) -> SongOut:
         latitude=artist.latitude,
         longitude=artist.longitude,
         source=song.source,  # type: ignore[arg-type]
+        file=song.file_path,
+        audio_url=audio_url(song),
     )
+
+
+def audio_url(song: Song) -> str | None:
+    return f"/songs/{song.id}/audio" if song.file_path else None
 
 
 def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[SimilarSong]:
@@ -60,6 +66,7 @@ def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[Similar
             artist=ArtistRef(id=songs[n.song_id].artist.id, name=songs[n.song_id].artist.name),
             genre=songs[n.song_id].genre.title if songs[n.song_id].genre else None,
             distance=n.distance,
+            audio_url=audio_url(songs[n.song_id]),
         )
         for n in neighbours
         if n.song_id in songs
