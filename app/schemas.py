@@ -140,6 +140,22 @@ class SongIn(Strict):
     features: FeatureVector
 
 
+class SongPatch(Strict):
+    """Fields to change; those left out stay as they are, null clears a field."""
+
+    title: str | None = Field(None, min_length=1, max_length=1024)
+    album: str | None = Field(None, max_length=1024)
+    genre: str | None = Field(None, description="A top-level genre title")
+    duration: float | None = Field(None, ge=0, le=86_400)
+    features: FeatureVector | None = Field(None, description="New features: re-embedded at once")
+
+    @model_validator(mode="after")
+    def _features_cannot_be_cleared(self) -> SongPatch:
+        if "features" in self.model_fields_set and self.features is None:
+            raise ValueError("features cannot be cleared: give 518 numbers or leave them out")
+        return self
+
+
 class AudioOut(SimilarOut):
     id: int | None = Field(description="The stored song's id when add=true, else null")
 
