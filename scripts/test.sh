@@ -17,5 +17,6 @@ trap stop_test_postgres EXIT
 start_test_postgres
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy # app/ and training/, configured in pyproject.toml
 # pytest exits 5 when it collects no test: set -e turns that into a failure too.
 .venv/bin/python -m pytest "$@"

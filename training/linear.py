@@ -43,7 +43,7 @@ def fit_linear_on_catalogue(catalogue: Catalogue, config: LinearTrainConfig) -> 
     with torch.no_grad():
         model.projection.weight.copy_(torch.from_numpy(weights))
     model.eval()
-    return TrainedRun(model, zscore, split, config)  # type: ignore[arg-type]
+    return TrainedRun(model, zscore, split, config)
 
 
 def fit_projection(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -> np.ndarray:

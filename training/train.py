@@ -40,7 +40,9 @@ def train_on_catalogue(
         )
     else:
         sampler = TripletSampler(
-            artists, genres=catalogue.tracks["genre"].to_numpy()[train], kind=config.triplets
+            artists,
+            genres=catalogue.tracks["genre"].to_numpy()[train],
+            kind=config.triplets,  # type: ignore[arg-type]  # checked by TrainConfig
         )
     validation = None
     if len(split.validation):

@@ -33,7 +33,7 @@ def read_index_rows(
     if ids is not None:
         query = query.where(Song.id.in_([int(i) for i in ids]))
     result = session.execute(query).all()
-    columns = list(zip(*result, strict=True)) if result else [[] for _ in range(6)]
+    columns: list = list(zip(*result, strict=True)) if result else [[] for _ in range(6)]
     rows = SongRows.from_columns(*columns[:5])
     return rows, blobs_to_features(list(columns[5]))
 
@@ -139,5 +139,5 @@ def read_song_rows(session: Session) -> SongRows:
         .outerjoin(Genre, Song.genre_id == Genre.id)
         .order_by(Song.id)
     )
-    columns = list(zip(*session.execute(query).all(), strict=True)) or [[] for _ in range(5)]
+    columns: list = list(zip(*session.execute(query).all(), strict=True)) or [[] for _ in range(5)]
     return SongRows.from_columns(*columns)

@@ -62,7 +62,8 @@ def _lock_for_writing(session: Session) -> None:
     both insert one, and that name could never be used again ("2 artists are named").
     """
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite" and not session.connection().connection.dbapi_connection.in_transaction:
+    dbapi = session.connection().connection.dbapi_connection
+    if dialect == "sqlite" and dbapi is not None and not dbapi.in_transaction:
         session.execute(text("BEGIN IMMEDIATE"))
     elif dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7262)"))  # one lock for all adds

@@ -118,13 +118,16 @@ def build_index(
     version = catalogue_version(session)  # first: a change after this makes the key stale
     rows = read_song_rows(session)
     if cache is None:
-        embeddings = np.empty((len(rows), dim), dtype=np.float32)
-        embed_songs(session, rows.ids, embed, embeddings)
-        return FaissSongIndex.from_embeddings(rows, embeddings, spec)
+        in_memory = np.empty((len(rows), dim), dtype=np.float32)
+        embed_songs(session, rows.ids, embed, in_memory)
+        return FaissSongIndex.from_embeddings(rows, in_memory, spec)
     key = CacheKey.of(model_sha256=model_sha256, catalogue_version=version, ids=rows.ids, dim=dim)
     embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
     if embeddings is None:
         embeddings = cache.compute(key, lambda out: embed_songs(session, rows.ids, embed, out))
+    if embeddings is None:  # written, then unreadable (e.g. removed meanwhile): keep in memory
+        embeddings = np.empty((len(rows), dim), dtype=np.float32)
+        embed_songs(session, rows.ids, embed, embeddings)
         log.info("embedded %d songs and saved them to %s", len(rows), cache.root)
     stored = cache.load_index(key, spec) if spec.approximate else None
     index = FaissSongIndex.from_embeddings(rows, embeddings, spec, faiss_index=stored)

@@ -47,7 +47,7 @@ def song_out(song: Song) -> SongOut:
         location=artist.location,
         latitude=artist.latitude,
         longitude=artist.longitude,
-        source=song.source,  # type: ignore[arg-type]
+        source=song.source,
         file=song.file_path,
         audio_url=audio_url(song),
     )
@@ -60,17 +60,23 @@ def audio_url(song: Song) -> str | None:
 def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[SimilarSong]:
     songs = read_songs(session, [n.song_id for n in neighbours])
     return [
-        SimilarSong(
-            id=n.song_id,
-            title=songs[n.song_id].title,
-            artist=ArtistRef(id=songs[n.song_id].artist.id, name=songs[n.song_id].artist.name),
-            genre=songs[n.song_id].genre.title if songs[n.song_id].genre else None,
-            distance=n.distance,
-            audio_url=audio_url(songs[n.song_id]),
-        )
+        similar_song(songs[n.song_id], distance=n.distance)
         for n in neighbours
-        if n.song_id in songs
+        if n.song_id in songs  # deleted since it was found
     ]
+
+
+def similar_song(song: Song, *, distance: float) -> SimilarSong:
+    """One result item: the one place every list answer builds its items."""
+    genre = song.genre
+    return SimilarSong(
+        id=song.id,
+        title=song.title,
+        artist=ArtistRef(id=song.artist.id, name=song.artist.name),
+        genre=genre.title if genre is not None else None,
+        distance=distance,
+        audio_url=audio_url(song),
+    )
 
 
 def check_k(k: int, service: ServiceDep) -> None:

@@ -24,11 +24,14 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-import librosa
 import numpy as np
-import soundfile as sf
 
 from training.data.features import FEATURE_COLUMNS
+from training.extras import require
+
+# The audio extra: this module is imported only where audio is analysed.
+librosa = require("librosa", extra="audio")
+sf = require("soundfile", extra="audio")
 
 FRAME_LENGTH = 2048  # samples per analysis frame (STFT size, zcr frame)
 HOP_LENGTH = 512  # samples between frames
@@ -120,7 +123,7 @@ def _open_source(source: Source, *, name: str) -> str | BinaryIO:
     return stream
 
 
-def _read_excerpt(f: sf.SoundFile, *, excerpt_seconds: float | None) -> np.ndarray:
+def _read_excerpt(f, *, excerpt_seconds: float | None) -> np.ndarray:
     """(frames, channels) float32: the middle excerpt, or everything."""
     if excerpt_seconds is None:
         return f.read(dtype="float32", always_2d=True)
@@ -134,7 +137,7 @@ def _read_excerpt(f: sf.SoundFile, *, excerpt_seconds: float | None) -> np.ndarr
     return data[start : start + wanted]
 
 
-def _reason(exc: sf.LibsndfileError) -> str:
+def _reason(exc) -> str:  # a soundfile.LibsndfileError
     # libsndfile's codes (sndfile.h): 1 unrecognised format, 3 malformed, 4 encoding.
     reasons = {
         1: "not a recognised audio format (not audio, or an unsupported container)",

@@ -21,16 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
+from training.config import TrainConfig
 from training.data.fma import Catalogue
 from training.evaluation.maps import principal_plane
 from training.evaluation.metrics import draw_queries
 from training.evaluation.roc import AveragedROC, averaged_roc
 from training.evaluation.spaces import Space, SpaceScore, baseline_spaces, model_space
+from training.extras import require
 from training.runs import TrainedRun
+
+# The train extra: this module is imported only where a report is written.
+colormaps = require("matplotlib", extra="train").colormaps
+Figure = require("matplotlib.figure", extra="train").Figure
+MaxNLocator = require("matplotlib.ticker", extra="train").MaxNLocator
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -233,6 +237,9 @@ def report_markdown(
     ]
     for name, run in runs.items():
         config = run.config
+        if not isinstance(config, TrainConfig):  # a linear fit has no epochs to describe
+            lines.append(f"- {name}: {config.method} fitted on the training songs")
+            continue
         lines.append(
             f"- {name}: {config.triplets} triplets, {config.epochs} epochs of "
             f"{config.triplets_per_epoch} triplets, loss {run.losses[0]:.4f} in the first "
