@@ -103,6 +103,121 @@ def import_data(
 
 
 @app.command()
+def library(
+    path: Annotated[Path, typer.Argument(help="Your music folder (searched recursively)")],
+    catalogue_name: Annotated[
+        str | None, typer.Option("--catalogue", help="Catalogue name [default: the folder's name]")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes analysing files [default: cores]"),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Where analyses are kept between runs [default: data/library/NAME]"),
+    ] = None,
+) -> None:
+    """Scan a music folder into the database and make a model that fits it.
+
+    New files are analysed, changed ones re-analysed, songs whose files are gone
+    removed; the bundle at MUSICSIM_MODEL_DIR is remade. Exit status 1 when some
+    files could not be analysed (they are named and skipped).
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy.orm import Session
+
+    from app.catalogue import CatalogueError
+    from app.catalogue.library import near_duplicates, read_library_songs, sync_library
+    from app.db import open_database
+    from training.audio.extraction import find_audio_files
+    from training.audio.library import LibraryError, check_root, scan_library
+    from training.library_model import make_library_model
+
+    settings = read_settings()
+    try:
+        root = check_root(path)
+    except LibraryError as exc:
+        raise fail(str(exc)) from exc
+    name = catalogue_name or root.name
+    _refuse_foreign_bundle(settings.model_dir)
+    columns = [TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("files", total=len(find_audio_files(paths=[root])))
+
+        def on_file(file: Path, reason: str | None) -> None:
+            progress.advance(task)
+            if reason is not None:
+                progress.console.print(f"[yellow]skipped[/yellow] {file}: {reason}")
+
+        scan = scan_library(
+            root=root,
+            state_dir=state or Path("data/library") / name,
+            jobs=jobs or os.cpu_count() or 1,
+            on_file=on_file,
+        )
+    engine = open_database(settings.database_url)
+    try:
+        report = sync_library(engine, scan, name=name)
+    except CatalogueError as exc:
+        raise fail(str(exc)) from exc
+    console.print(
+        f"library {name!r} ({root}): {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged, "
+        f"{len(scan.skipped)} skipped; {scan.analysed} files analysed this run"
+    )
+    for verb, files in (("added", report.added), ("updated", report.updated)):
+        for file in files:
+            console.print(f"  {verb} {file}")
+    for file in report.removed:
+        console.print(f"  removed {file} (file gone)")
+    with Session(engine) as session:
+        songs = read_library_songs(session, name=name)
+    engine.dispose()
+    for a, b in near_duplicates(songs):
+        console.print(f"[yellow]near-duplicates[/yellow]: songs {a} and {b} are one recording")
+    try:
+        selection = make_library_model(
+            features=songs.features,
+            artist_ids=songs.artist_ids,
+            labelled=songs.labelled,
+            out_dir=settings.model_dir,
+            name=name,
+        )
+    except ValueError as exc:
+        raise fail(f"no model made: {exc}") from exc
+    console.print(f"model {settings.model_dir}: {selection['method']} ({selection['reason']})")
+    if scan.skipped:
+        console.print(f"[red]{len(scan.skipped)} file(s) could not be analysed[/red]:")
+        for skipped, reason in scan.skipped:
+            console.print(f"  {skipped}: {reason}")
+        raise typer.Exit(code=1)
+
+
+def _refuse_foreign_bundle(model_dir: Path) -> None:
+    """Never replace a bundle that `musicsim library` did not make (e.g. the demo's)."""
+    import json
+
+    from training.library_model import LIBRARY_MAKER
+
+    manifest = Path(model_dir) / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        made_here = (
+            json.loads(manifest.read_text()).get("selection", {}).get("made_by") == LIBRARY_MAKER
+        )
+    except ValueError:
+        made_here = False
+    if not made_here:
+        raise fail(
+            f"{model_dir} holds a model that musicsim library did not make: set "
+            "MUSICSIM_MODEL_DIR to another folder (e.g. models/mymusic)"
+        )
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,

@@ -126,7 +126,9 @@ def _catalogue_row(connection: Connection, source: CatalogueSource) -> int:
     if row is None:
         values = {"name": source.name, "kind": source.kind, "origin": source.origin}
         values["root"] = source.root
-        return connection.execute(insert(CatalogueRow).values(values)).inserted_primary_key[0]
+        created = connection.execute(insert(CatalogueRow).values(values)).inserted_primary_key
+        assert created is not None  # an INSERT of one row
+        return int(created[0])
     if row.kind != source.kind:
         raise CatalogueError(
             f"the catalogue {source.name!r} is {_kind_name(row.kind)}, this folder "
@@ -175,7 +177,7 @@ def _song_frame(catalogue: Catalogue, source: CatalogueSource) -> pd.DataFrame:
     if source.kind == FMA:
         keys = [str(i) for i in catalogue.track_ids]
         artist_keys = [str(a) for a in catalogue.artist_ids]
-        names = [
+        names: list[str] = [
             _clean(n) or f"artist {a}"
             for n, a in zip(tracks["artist_name"], artist_keys, strict=True)
         ]
@@ -183,14 +185,14 @@ def _song_frame(catalogue: Catalogue, source: CatalogueSource) -> pd.DataFrame:
         if "file" not in tracks or tracks["file"].isna().any():
             raise CatalogueError("a library's tracks.csv must give every track's track.file")
         keys = [str(Path(f).as_posix()) for f in tracks["file"]]
-        names = [_clean(n) for n in tracks["artist_name"]]
+        tagged = [_clean(n) for n in tracks["artist_name"]]
         # Untagged files get an artist each: one shared "unknown" artist would make
         # every untagged file the same artist's work to the model and to filters.
         artist_keys = [
             "name:" + normalised(n) if n else "file:" + key
-            for n, key in zip(names, keys, strict=True)
+            for n, key in zip(tagged, keys, strict=True)
         ]
-        names = [n or UNKNOWN_ARTIST for n in names]
+        names = [n or UNKNOWN_ARTIST for n in tagged]
     if len(set(keys)) != len(keys):
         raise CatalogueError("two tracks of this catalogue have the same source identity")
     return pd.DataFrame({"key": keys, "artist_key": artist_keys, "artist_name": names})
@@ -203,7 +205,11 @@ def normalised(text: str) -> str:
 
 def _source_ids_are_free(connection: Connection, catalogue_id: int, catalogue: Catalogue) -> bool:
     """Whether every FMA track and artist id is unused, or used by this very row already."""
-    for table, ids in [(Song, catalogue.track_ids), (Artist, np.unique(catalogue.artist_ids))]:
+    tables: list[tuple[type[Song] | type[Artist], np.ndarray]] = [
+        (Song, catalogue.track_ids),
+        (Artist, np.unique(catalogue.artist_ids)),
+    ]
+    for table, ids in tables:
         for start in range(0, len(ids), IMPORT_CHUNK):
             chunk = [int(i) for i in ids[start : start + IMPORT_CHUNK]]
             query = select(table.id, table.catalogue_id, table.source_key).where(
@@ -260,7 +266,7 @@ def _upsert_artists(
         records.append(record)
     _upsert(connection, Artist, records, on_rows=None, chunk_rows=chunk_rows)
     query = select(Artist.source_key, Artist.id).where(Artist.catalogue_id == catalogue_id)
-    return dict(connection.execute(query).all())
+    return {str(key): int(artist_id) for key, artist_id in connection.execute(query)}
 
 
 def _upsert_songs(

@@ -3,6 +3,8 @@ correction of any song."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import FileResponse
@@ -28,7 +30,7 @@ router = APIRouter(prefix="/songs", tags=["library"])
 def read_song_audio(song_id: SongId, session: SessionDep, service: ServiceDep) -> FileResponse:
     """The song's audio file (library songs only); honours Range requests."""
     song = get_song(session, song_id)
-    root = service.settings.library_root
+    root: Path | str | None = service.settings.library_root
     if root is None and song.catalogue is not None:
         root = song.catalogue.root
     path = song_file(file_path=song.file_path, root=root)

@@ -87,7 +87,7 @@ class ExtractionReport:
 
 
 @dataclass(frozen=True)
-class _Lost:
+class LostFile:
     """A file whose worker died while analysing it: reported, not stored, retried next run."""
 
     reason: str
@@ -121,22 +121,22 @@ def extract_catalogue(
         raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {paths}")
     store = ResultStore(Path(out_dir) / STORE_FOLDER)
     keys = [file_key(path, excerpt_seconds=excerpt_seconds) for path in files]
-    results: dict[int, Outcome | _Lost] = {}
+    results: dict[int, Outcome | LostFile] = {}
     todo = [i for i, key in enumerate(keys) if key not in store]
     for i in sorted(set(range(len(files))) - set(todo)):
         results[i] = store[keys[i]]
         _report(on_file, files[i], results[i])
     pending = [files[i] for i in todo]
-    for n, outcome in _run(
+    for n, outcome in analyse_files(
         pending, jobs=jobs, scheduler=scheduler, excerpt_seconds=excerpt_seconds
     ):
-        if not isinstance(outcome, _Lost):
+        if not isinstance(outcome, LostFile):
             store.append(keys[todo[n]], outcome)  # durable before it is reported
         results[todo[n]] = outcome
         _report(on_file, files[todo[n]], outcome)
     tracks = [r for _, r in sorted(results.items()) if isinstance(r, AnalysedTrack)]
     skipped = [
-        (files[i], r.reason if isinstance(r, _Lost) else r)
+        (files[i], r.reason if isinstance(r, LostFile) else r)
         for i, r in sorted(results.items())
         if not isinstance(r, AnalysedTrack)
     ]
@@ -146,10 +146,10 @@ def extract_catalogue(
     return ExtractionReport(written=len(tracks), skipped=skipped, reused=len(files) - len(todo))
 
 
-def _report(on_file: OnFile | None, path: Path, outcome: Outcome | _Lost) -> None:
+def _report(on_file: OnFile | None, path: Path, outcome: Outcome | LostFile) -> None:
     if on_file is not None:
         reason = None if isinstance(outcome, AnalysedTrack) else outcome
-        on_file(path, reason.reason if isinstance(reason, _Lost) else reason)
+        on_file(path, reason.reason if isinstance(reason, LostFile) else reason)
 
 
 def library_root(paths: Iterable[Path]) -> Path:
@@ -193,9 +193,9 @@ def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _run(
+def analyse_files(
     files: list[Path], *, jobs: int, scheduler: str | None, excerpt_seconds: float | None
-) -> Iterator[tuple[int, Outcome | _Lost]]:
+) -> Iterator[tuple[int, Outcome | LostFile]]:
     """(index into files, outcome), in completion order."""
     if not files:
         return
@@ -216,9 +216,9 @@ def _run(
             for future in as_completed(futures, loop=client.loop):
                 index = futures.pop(future)
                 try:
-                    outcome: Outcome | _Lost = future.result()
+                    outcome: Outcome | LostFile = future.result()
                 except KilledWorker as exc:
-                    outcome = _Lost(f"the worker analysing it died ({exc})")
+                    outcome = LostFile(f"the worker analysing it died ({exc})")
                 del future  # the last reference: the cluster may now forget the result
                 yield index, outcome
         except BaseException:
