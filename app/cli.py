@@ -222,6 +222,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Serve a model that does not fit the catalogue's features anyway"
+        ),
+    ] = False,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
     import uvicorn
@@ -230,15 +236,34 @@ def serve(
     from app.telemetry.logs import configure_logging
     from training.artefacts import BundleError, load_bundle
 
-    settings = read_settings() if model is None else read_settings(model_dir=model)
+    overrides: dict = {} if model is None else {"model_dir": model}
+    if force:
+        overrides["serve_misfit_model"] = True
+    settings = read_settings(**overrides)
     try:
-        load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
+        bundle = load_bundle(settings.model_dir)  # refuse a bad bundle, with its reason
+        if not settings.serve_misfit_model:
+            _check_model_fits(settings, bundle)  # before uvicorn: a message, not a traceback
         service = create_app(settings)
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
     # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
     uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+
+
+def _check_model_fits(settings: Settings, bundle) -> None:
+    from sqlalchemy.orm import Session
+
+    from app.catalogue.fit import check_bundle_fits
+    from app.db import open_database
+
+    engine = open_database(settings.database_url)
+    try:
+        with Session(engine) as session:
+            check_bundle_fits(session, bundle)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":  # python -m app.cli

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         description="Folder library songs' files are relative to; by default the root "
         "recorded when the library was imported",
     )
+    serve_misfit_model: bool = Field(
+        False,
+        description="Serve a model whose feature statistics do not fit the catalogue",
+    )
 
     @field_validator("index_cache_dir", mode="before")
     @classmethod
