@@ -357,3 +357,14 @@ def test_an_upload_added_to_the_catalogue_stays_in_the_address(page, library_ser
     stored = httpx.get(f"{url}/songs/{song_id}").json()
     assert stored["artist"]["name"] == "Explorer tester"
     assert stored["title"] == clip.stem
+
+
+def test_the_api_docs_render_without_internet_access(page, server):
+    url, _ = server
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "musicsim" in page.text_content(".swagger-ui .info .title")
+    page.wait_for_selector('.opblock-summary-path[data-path="/songs/{song_id}/audio"]')
+    assert all(r.startswith(f"{url}/") or r.startswith("data:") for r in requested), requested
