@@ -94,3 +94,20 @@ def test_patching_metadata_changes_the_song_and_new_features_move_it(served, cat
     with TestClient(create_app(served)) as restarted:
         nearest = restarted.get(f"/songs/{other}/similar", params={"k": 1}).json()["results"][0]
         assert nearest["id"] == song
+
+
+def test_a_song_deleted_while_the_service_was_down_is_not_served_after_it_starts(served, catalogue):
+    from sqlalchemy import text
+
+    from app.db import open_database
+
+    victim = int(catalogue.track_ids[5])
+    with TestClient(create_app(served)) as client:
+        asker = client.get(f"/songs/{victim}/similar", params={"k": 1}).json()["results"][0]["id"]
+    engine = open_database(served.database_url)
+    with engine.begin() as connection:  # another program deletes it while no service runs
+        connection.execute(text("DELETE FROM songs WHERE id = :i"), {"i": victim})
+    engine.dispose()
+    with TestClient(create_app(served)) as restarted:
+        found = restarted.get(f"/songs/{asker}/similar", params={"k": 20}).json()["results"]
+        assert victim not in [r["id"] for r in found] and len(found) == 20
