@@ -48,30 +48,173 @@ def read_settings(**overrides) -> Settings:
 
 
 @app.command("import")
-def import_data(data: DataOption) -> None:
-    """Load an FMA-format catalogue into the database (MUSICSIM_DATABASE_URL); idempotent."""
+def import_data(
+    data: DataOption,
+    catalogue_name: Annotated[
+        str | None,
+        typer.Option(
+            "--catalogue",
+            help="Catalogue to fill [default: fma; an extracted library: its folder's name]",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Remove that catalogue's songs first")
+    ] = False,
+) -> None:
+    """Load an FMA-format folder into the database (MUSICSIM_DATABASE_URL) as one catalogue.
+
+    Songs of other catalogues, and songs added at run time, are never changed;
+    importing the same folder again changes nothing.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from app.catalogue import CatalogueError
-    from app.catalogue.importing import import_catalogue
+    from app.catalogue.importing import import_catalogue, source_of
     from app.db import open_database
 
     settings = read_settings()
     catalogue = read_catalogue(data)
+    try:
+        source = source_of(data, name=catalogue_name)
+    except CatalogueError as exc:
+        raise fail(str(exc)) from exc
     engine = open_database(settings.database_url)
     started = time.perf_counter()
     columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("songs", total=len(catalogue.tracks))
         try:
-            n = import_catalogue(engine, catalogue, on_rows=lambda k: progress.advance(task, k))
+            report = import_catalogue(
+                engine,
+                catalogue,
+                source=source,
+                replace=replace,
+                on_rows=lambda k: progress.advance(task, k),
+            )
         except CatalogueError as exc:
             raise fail(str(exc)) from exc
     engine.dispose()
+    replaced = f", {report.replaced:,} removed first" if replace else ""
     console.print(
-        f"imported {n:,} songs into {engine.url.render_as_string(hide_password=True)} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"catalogue {report.catalogue!r}: {report.added:,} songs added, {report.kept:,} "
+        f"already there{replaced}, in {engine.url.render_as_string(hide_password=True)} "
+        f"({time.perf_counter() - started:.1f} s)"
     )
+
+
+@app.command()
+def library(
+    path: Annotated[Path, typer.Argument(help="Your music folder (searched recursively)")],
+    catalogue_name: Annotated[
+        str | None, typer.Option("--catalogue", help="Catalogue name [default: the folder's name]")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes analysing files [default: cores]"),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Where analyses are kept between runs [default: data/library/NAME]"),
+    ] = None,
+) -> None:
+    """Scan a music folder into the database and make a model that fits it.
+
+    New files are analysed, changed ones re-analysed, songs whose files are gone
+    removed; the bundle at MUSICSIM_MODEL_DIR is remade. Exit status 1 when some
+    files could not be analysed (they are named and skipped).
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy.orm import Session
+
+    from app.catalogue import CatalogueError
+    from app.catalogue.library import near_duplicates, read_library_songs, sync_library
+    from app.db import open_database
+    from training.audio.extraction import find_audio_files
+    from training.audio.library import LibraryError, check_root, scan_library
+    from training.library_model import make_library_model
+
+    settings = read_settings()
+    try:
+        root = check_root(path)
+    except LibraryError as exc:
+        raise fail(str(exc)) from exc
+    name = catalogue_name or root.name
+    _refuse_foreign_bundle(settings.model_dir)
+    columns = [TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("files", total=len(find_audio_files(paths=[root])))
+
+        def on_file(file: Path, reason: str | None) -> None:
+            progress.advance(task)
+            if reason is not None:
+                progress.console.print(f"[yellow]skipped[/yellow] {file}: {reason}")
+
+        scan = scan_library(
+            root=root,
+            state_dir=state or Path("data/library") / name,
+            jobs=jobs or os.cpu_count() or 1,
+            on_file=on_file,
+        )
+    engine = open_database(settings.database_url)
+    try:
+        report = sync_library(engine, scan, name=name)
+    except CatalogueError as exc:
+        raise fail(str(exc)) from exc
+    console.print(
+        f"library {name!r} ({root}): {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged, "
+        f"{len(scan.skipped)} skipped; {scan.analysed} files analysed this run"
+    )
+    for verb, files in (("added", report.added), ("updated", report.updated)):
+        for file in files:
+            console.print(f"  {verb} {file}")
+    for file in report.removed:
+        console.print(f"  removed {file} (file gone)")
+    with Session(engine) as session:
+        songs = read_library_songs(session, name=name)
+    engine.dispose()
+    for a, b in near_duplicates(songs):
+        console.print(f"[yellow]near-duplicates[/yellow]: songs {a} and {b} are one recording")
+    try:
+        selection = make_library_model(
+            features=songs.features,
+            artist_ids=songs.artist_ids,
+            labelled=songs.labelled,
+            out_dir=settings.model_dir,
+            name=name,
+        )
+    except ValueError as exc:
+        raise fail(f"no model made: {exc}") from exc
+    console.print(f"model {settings.model_dir}: {selection['method']} ({selection['reason']})")
+    if scan.skipped:
+        console.print(f"[red]{len(scan.skipped)} file(s) could not be analysed[/red]:")
+        for skipped, reason in scan.skipped:
+            console.print(f"  {skipped}: {reason}")
+        raise typer.Exit(code=1)
+
+
+def _refuse_foreign_bundle(model_dir: Path) -> None:
+    """Never replace a bundle that `musicsim library` did not make (e.g. the demo's)."""
+    import json
+
+    from training.library_model import LIBRARY_MAKER
+
+    manifest = Path(model_dir) / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        made_here = (
+            json.loads(manifest.read_text()).get("selection", {}).get("made_by") == LIBRARY_MAKER
+        )
+    except ValueError:
+        made_here = False
+    if not made_here:
+        raise fail(
+            f"{model_dir} holds a model that musicsim library did not make: set "
+            "MUSICSIM_MODEL_DIR to another folder (e.g. models/mymusic)"
+        )
 
 
 @app.command()
@@ -79,6 +222,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Serve a model that does not fit the catalogue's features anyway"
+        ),
+    ] = False,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
 
@@ -86,9 +235,14 @@ def serve(
     from app.telemetry.logs import configure_logging
     from training.artefacts import BundleError, load_bundle
 
-    settings = read_settings() if model is None else read_settings(model_dir=model)
+    overrides: dict = {} if model is None else {"model_dir": model}
+    if force:
+        overrides["serve_misfit_model"] = True
+    settings = read_settings(**overrides)
     try:
-        load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
+        bundle = load_bundle(settings.model_dir)  # refuse a bad bundle, with its reason
+        if not settings.serve_misfit_model:
+            _check_model_fits(settings, bundle)  # before uvicorn: a message, not a traceback
         service = create_app(settings)
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
@@ -96,6 +250,20 @@ def serve(
     from app.server import serve as serve_http  # uvicorn with header/body/idle timeouts
 
     serve_http(service, settings, host=host, port=port)
+
+
+def _check_model_fits(settings: Settings, bundle) -> None:
+    from sqlalchemy.orm import Session
+
+    from app.catalogue.fit import check_bundle_fits
+    from app.db import open_database
+
+    engine = open_database(settings.database_url)
+    try:
+        with Session(engine) as session:
+            check_bundle_fits(session, bundle)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":  # python -m app.cli

@@ -91,11 +91,26 @@ class Settings(BaseSettings):
     playlist_max_pool: int = Field(
         16_384, ge=16, le=16_384, description="Most candidates one playlist search considers"
     )
+    # --- your own music (issue 14) ---
+    library_root: Path | None = Field(
+        None,
+        description="Folder library songs' files are relative to; by default the root "
+        "recorded when the library was imported",
+    )
+    serve_misfit_model: bool = Field(
+        False,
+        description="Serve a model whose feature statistics do not fit the catalogue",
+    )
 
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):
         # MUSICSIM_INDEX_CACHE_DIR= (empty) turns persistence off rather than meaning "."
+        return None if value == "" else value
+
+    @field_validator("library_root", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
         return None if value == "" else value
 
     @field_validator("milvus_uri")

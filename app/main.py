@@ -27,11 +27,13 @@ from app.routes import (
     explorer,
     genres,
     health,
+    library,
     metrics,
     playlists,
     song_map,
     songs,
 )
+from app.routes.docs import docs_router, swagger_assets
 from app.schemas import ErrorOut
 from app.service import open_service
 from app.song_map import SongMapCache
@@ -77,16 +79,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.audio_workers.close()
             service.close()
 
+    assets = swagger_assets()  # local Swagger UI: /docs works offline
     app = FastAPI(
+        docs_url=None if assets else "/docs",
+        redoc_url=None,  # ReDoc loads from a CDN only
         title="musicsim",
         summary="Content-based music similarity: nearest songs from audio features alone.",
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
     )
+    if assets:
+        app.include_router(docs_router(title="musicsim", assets=assets))
     app.include_router(health.router)  # always open: container health checks call it
     guarded = [Depends(require_api_key_for_reads)] if settings.api_key_for_reads else []
-    for module in (songs, audio, evaluate, playlists):
+    for module in (songs, library, audio, evaluate, playlists):
         app.include_router(module.router, dependencies=guarded)
     # /metrics obeys the read rule: with MUSICSIM_API_KEY_FOR_READS the scraper sends the key.
     for module in (genres, song_map, metrics):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -25,9 +26,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from training.data.features import N_FEATURES
 
 FEATURE_DTYPE = np.dtype("<f4")
-# Where a song came from: an imported catalogue, or added at run time (cold start).
-Source = Literal["fma", "cold-start"]
+# Where a song came from: an imported FMA-format catalogue, a music library (files
+# analysed by `musicsim extract`/`musicsim library`), or added at run time (cold start).
+Source = Literal["fma", "library", "cold-start"]
 FMA: Source = "fma"
+LIBRARY: Source = "library"
 COLD_START: Source = "cold-start"
 SOURCES: tuple[str, ...] = get_args(Source)
 
@@ -45,10 +48,33 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Artist(Base):
-    __tablename__ = "artists"
+class Catalogue(Base):
+    """One imported catalogue: its rows are the only ones its imports may change (0004).
+
+    origin: the folder it was read from (an FMA-format folder, or a library's root);
+    root: for a library, the folder its songs' file paths are relative to.
+    """
+
+    __tablename__ = "catalogues"
+    __table_args__ = (CheckConstraint("kind IN ('fma', 'library')", name="kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str | None] = mapped_column(String(4096))
+    root: Mapped[str | None] = mapped_column(String(4096))
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+    __table_args__ = (
+        Index("ux_artists_catalogue_source_key", "catalogue_id", "source_key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The artist's identity in the catalogue it came from (None: created at run time).
+    catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("catalogues.id"))
+    source_key: Mapped[str | None] = mapped_column(String(1024))
     name: Mapped[str] = mapped_column(String(512))
     location: Mapped[str | None] = mapped_column(String(512))
     latitude: Mapped[float | None] = mapped_column(Float)
@@ -67,11 +93,18 @@ class Genre(Base):
 class Song(Base):
     __tablename__ = "songs"
     __table_args__ = (
-        CheckConstraint("source IN ('fma', 'cold-start')", name="source"),
+        CheckConstraint("source IN ('fma', 'library', 'cold-start')", name="source"),
         CheckConstraint(f"length(features) = {N_FEATURES * 4}", name="features_length"),
+        Index("ux_songs_catalogue_source_key", "catalogue_id", "source_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The song's identity in its catalogue (FMA: track id; library: relative file path).
+    catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("catalogues.id"), index=True)
+    source_key: Mapped[str | None] = mapped_column(String(1024))
+    # A library song's file, relative to its catalogue's root, and its content's SHA-256.
+    file_path: Mapped[str | None] = mapped_column(String(4096))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str | None] = mapped_column(String(1024))
     artist_id: Mapped[int] = mapped_column(ForeignKey("artists.id"), index=True)
     genre_id: Mapped[int | None] = mapped_column(ForeignKey("genres.id"), index=True)
@@ -85,6 +118,7 @@ class Song(Base):
 
     artist: Mapped[Artist] = relationship(lazy="joined")
     genre: Mapped[Genre | None] = relationship(lazy="joined")
+    catalogue: Mapped[Catalogue | None] = relationship(lazy="joined")
 
 
 class CatalogueState(Base):

@@ -78,6 +78,9 @@ class SongOut(BaseModel):
     latitude: float | None
     longitude: float | None
     source: Source
+    # A library song's file, relative to the library root, and where to stream it from.
+    file: str | None = None
+    audio_url: str | None = None
 
 
 class SimilarSong(BaseModel):
@@ -88,6 +91,7 @@ class SimilarSong(BaseModel):
     distance: float = Field(description="L2 distance in the embedding space")
     album: str | None = None
     duration: float | None = Field(None, description="Seconds, when known")
+    audio_url: str | None = None  # GET /songs/{id}/audio, for songs that keep their file
 
 
 class SimilarOut(BaseModel):
@@ -148,6 +152,22 @@ class SongIn(Strict):
     def _no_nul(self) -> SongIn:
         artist = self.artist if isinstance(self.artist, str) else None
         refuse_nul(title=self.title, artist=artist, genre=self.genre, location=self.location)
+        return self
+
+
+class SongPatch(Strict):
+    """Fields to change; those left out stay as they are, null clears a field."""
+
+    title: str | None = Field(None, min_length=1, max_length=1024)
+    album: str | None = Field(None, max_length=1024)
+    genre: str | None = Field(None, description="A top-level genre title")
+    duration: float | None = Field(None, ge=0, le=86_400)
+    features: FeatureVector | None = Field(None, description="New features: re-embedded at once")
+
+    @model_validator(mode="after")
+    def _features_cannot_be_cleared(self) -> SongPatch:
+        if "features" in self.model_fields_set and self.features is None:
+            raise ValueError("features cannot be cleared: give 518 numbers or leave them out")
         return self
 
 

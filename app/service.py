@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.catalogue.fit import check_bundle_fits
 from app.config import Settings
 from app.db import open_database
 from app.index.follower import CatalogueFollower
@@ -45,6 +46,8 @@ def open_service(settings: Settings) -> Service:
     engine = open_database(settings.database_url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     with sessions() as session:
+        if not settings.serve_misfit_model:
+            check_bundle_fits(session, bundle)  # a misfit model gives meaningless answers
         index = open_index(session, settings, bundle)
     log.info(
         "indexed %d songs (%s index) with model %s (manifest %s) in %.2f s",

@@ -111,8 +111,12 @@ def save_bundle(
     data_fingerprint: str,
     metrics: dict[str, Any] | None = None,
     name: str | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the bundle into a temporary folder, then move it into place whole."""
+    """Write the bundle into a temporary folder, then move it into place whole.
+
+    selection: what was chosen for this bundle and why (e.g. by `musicsim library`).
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
@@ -132,6 +136,7 @@ def save_bundle(
             "data": {"fingerprint": data_fingerprint},
             "versions": library_versions(),
             "metrics": metrics or {},
+            **({"selection": selection} if selection else {}),
             "files": {f: file_sha256(tmp / f) for f in (WEIGHTS, ZSCORE, SPLIT)},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -432,7 +432,12 @@ def extract(
     """Extract FMA's 518 features from audio files into an FMA-format folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.audio.extraction import ClusterError, extract_catalogue, find_audio_files
+    from training.audio.extraction import (
+        ClusterError,
+        extract_catalogue,
+        find_audio_files,
+        library_root,
+    )
     from training.audio.recipe import EXCERPT_SECONDS
 
     if jobs is not None and scheduler is not None:
@@ -458,6 +463,7 @@ def extract(
                 scheduler=scheduler,
                 excerpt_seconds=None if whole_file else EXCERPT_SECONDS,
                 on_file=on_file,
+                root=library_root(paths),
             )
         except (ValueError, ClusterError) as exc:
             raise fail(str(exc)) from exc

@@ -1,6 +1,8 @@
-"""Adding cold-start songs at run time: the song, and its artist when it is new.
+"""Changing the catalogue at run time: cold-start songs, deletions and corrections.
 
 >>> song = add_song(session, NewSong(title="Demo", artist="New band", features=vector))
+>>> delete_songs(session, [song.id])                  # and its artist, when now unused
+>>> update_song(session, song.id, {"title": "Better title"})
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from app.catalogue import CatalogueError
@@ -90,3 +92,53 @@ def _resolve_artist(session: Session, new: NewSong) -> Artist:
     )
     session.add(artist)
     return artist
+
+
+def delete_songs(session: Session, song_ids: list[int]) -> list[int]:
+    """Delete these songs (and their artists that no other song uses) and commit;
+    returns the ids that existed."""
+    _lock_for_writing(session)
+    found = session.scalars(select(Song).where(Song.id.in_(song_ids))).unique().all()
+    artists = {song.artist_id for song in found}
+    for song in found:
+        session.delete(song)
+    session.flush()
+    used = select(Song.artist_id).where(Song.artist_id.in_(artists))
+    session.execute(delete(Artist).where(Artist.id.in_(artists), Artist.id.not_in(used)))
+    session.commit()
+    return [song.id for song in found]
+
+
+PATCHABLE = ("title", "album", "genre", "duration", "features")
+
+
+def update_song(session: Session, song_id: int, changes: dict) -> Song | None:
+    """Change the given fields of a song and commit; None when it does not exist.
+
+    changes: some of PATCHABLE; genre is a top-level genre title (or None), features
+    a (518,) vector.
+    """
+    unknown = set(changes) - set(PATCHABLE)
+    if unknown:
+        raise CatalogueError(f"cannot change {sorted(unknown)}; can change {list(PATCHABLE)}")
+    _lock_for_writing(session)
+    song = session.get(Song, song_id)
+    if song is None:
+        return None
+    for field, value in changes.items():
+        if field == "genre":
+            song.genre_id = None if value is None else _genre_id(session, value)
+        elif field == "features":
+            song.features = features_to_blob(value)
+        else:
+            setattr(song, field, value)
+    session.commit()
+    session.refresh(song)
+    return song
+
+
+def _genre_id(session: Session, title: str) -> int:
+    genres = top_level_genres(session)
+    if title not in genres:
+        raise CatalogueError(f"unknown genre {title!r}; known: {sorted(genres)}")
+    return genres[title]

@@ -7,6 +7,15 @@ the search, so a filtered query still returns k songs whenever k songs match.
     >>> index = FaissSongIndex(dim=518)
     >>> index.add(SongRows(ids, artist_ids, genres, latitudes, longitudes), embeddings)
     >>> index.search(vectors, k=10, where=SongFilter(genre="Rock"))
+    >>> index.remove(np.array([song_id]))   # deleted songs are never returned again
+
+Removal marks rows dead, for every kind alike, and every search passes FAISS a
+selector that skips dead rows: HNSW cannot delete from its graph, and FAISS's
+`remove_ids` on flat or IVF kinds renumbers rows, which the row <-> id mapping
+and the persisted vectors rely on. Dead rows keep their memory until the next
+start-up, which rebuilds from the database (the catalogue version, part of the
+persisted cache's key, changes with every deletion). An update is a removal and
+an add under the same id.
 """
 
 from __future__ import annotations
@@ -123,6 +132,7 @@ class FaissSongIndex:
         self._vectors = VectorStore(np.empty((0, dim), np.float32))
         self._rows = SongRows.empty()
         self._row_of: dict[int, int] = {}
+        self._dead = np.zeros(0, dtype=bool)  # rows of removed songs
         self._lock = ReadWriteLock()
 
     @classmethod
@@ -147,6 +157,7 @@ class FaissSongIndex:
         index._vectors = VectorStore(embeddings)
         index._rows = rows
         index._row_of = {int(song_id): row for row, song_id in enumerate(rows.ids)}
+        index._dead = np.zeros(len(rows), dtype=bool)
         return index
 
     @property
@@ -162,7 +173,7 @@ class FaissSongIndex:
         """Nothing to release: the index lives in this process."""
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._row_of)
 
     def __contains__(self, song_id: int) -> bool:
         return song_id in self._row_of
@@ -187,19 +198,27 @@ class FaissSongIndex:
             add_vectors(self._faiss, vectors[new])
             self._vectors.append(vectors[new])
             self._rows = self._rows.extend(fresh)
+            self._dead = np.concatenate([self._dead, np.zeros(len(fresh), dtype=bool)])
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
             return int(new.sum())
+
+    def remove(self, song_ids: np.ndarray) -> int:
+        """Stop returning these songs (absent ids are ignored); returns how many were indexed."""
+        with self._lock.writing():
+            rows = [self._row_of.pop(int(i)) for i in song_ids if int(i) in self._row_of]
+            self._dead[rows] = True
+            return len(rows)
 
     def ids(self) -> np.ndarray:
         """A copy of the indexed song ids, in index order."""
         with self._lock.reading():
-            return self._rows.ids.copy()
+            return self._rows.ids[~self._dead]
 
     def missing(self, song_ids: np.ndarray) -> np.ndarray:
         """Those of song_ids that are not indexed, in their order."""
         ids = np.asarray(song_ids, dtype=np.int64)
         with self._lock.reading():
-            return ids[~np.isin(ids, self._rows.ids)]
+            return ids[[int(i) not in self._row_of for i in ids]]
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         with self._lock.reading():
@@ -233,7 +252,7 @@ class FaissSongIndex:
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(squared distances, rows) of the k nearest allowed rows, -1 padded."""
-        n_allowed = len(self._rows) if allowed is None else int(allowed.sum())
+        n_allowed = len(self._row_of) if allowed is None else int(allowed.sum())
         if self.kind == "flat":
             return self._search_faiss(queries, k, allowed)
         if allowed is not None and n_allowed <= self.spec.exact_below:
@@ -293,10 +312,11 @@ class FaissSongIndex:
 
     def _allowed_rows(self, where: SongFilter, exclude_song: int | None) -> np.ndarray | None:
         """Boolean mask of rows that may be returned, or None when all may."""
-        if where.is_empty() and exclude_song is None:
+        any_dead = len(self._row_of) < len(self._rows)
+        if where.is_empty() and exclude_song is None and not any_dead:
             return None
         rows = self._rows
-        mask = np.ones(len(rows), dtype=bool)
+        mask = ~self._dead
         if exclude_song is not None and exclude_song in self._row_of:
             mask[self._row_of[exclude_song]] = False
         if where.exclude_artist is not None:

@@ -1,4 +1,4 @@
-"""Keeping a process's index in step with songs other processes add.
+"""Keeping a process's index in step with songs other processes add or delete.
 
 Every uvicorn worker or replica on one database (SQLite file or PostgreSQL) indexes
 what it stores at once, and a follower thread polls the songs table every
@@ -12,6 +12,14 @@ The bound: a song committed at time t is counted by the first poll that starts
 after t and indexed by that poll, so every process serves it by
 t + sync_interval_seconds + the time of two polls (the one running at t and the
 one that indexes it).
+
+Deletions: a poll first reads the catalogue version (migration 0002's token, which
+every insert, delete or feature update changes); when it differs from the last
+poll's, the indexed ids are compared with the stored ones and songs no longer
+stored are removed from the index, within the same bound. The indexed ids are
+read before the stored ones: a song indexed by then was committed by then, so
+only a deletion can make it absent. When a deletion and an addition land in one
+poll's window, the addition may wait for the next poll (one more interval).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.catalogue.reads import read_index_rows
+from app.catalogue.reads import catalogue_version, read_index_rows, read_song_ids
 from app.index.protocol import SongIndex
 from app.orm import Song
 
@@ -50,6 +58,7 @@ class CatalogueFollower:
         self._index = index
         self._embed = embed
         self._interval_s = interval_s
+        self._version: str | None = None  # the catalogue version of the last full poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="catalogue-follower", daemon=True)
 
@@ -61,9 +70,17 @@ class CatalogueFollower:
         self._thread.join(timeout=10)
 
     def poll_once(self) -> int:
-        """Index stored songs the index lacks; returns how many were new."""
+        """Drop deleted songs and index stored songs the index lacks; returns how many
+        were new."""
         with self._sessions() as session:
-            return index_missing_songs(session, self._index, self._embed)
+            version = catalogue_version(session)  # first: a later change makes it differ
+            if version != self._version:
+                removed = remove_deleted_songs(session, self._index)
+                if removed:
+                    log.info("removed %d songs deleted by other processes", removed)
+            added = index_missing_songs(session, self._index, self._embed)
+            self._version = version
+            return added
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -76,6 +93,13 @@ class CatalogueFollower:
                 log.info("indexed %d songs added by other processes", added)
 
 
+def remove_deleted_songs(session: Session, index: SongIndex) -> int:
+    """Remove from the index the songs the database no longer holds; returns how many."""
+    indexed = index.ids()  # before the stored ids: see the module's docstring
+    gone = np.setdiff1d(indexed, read_song_ids(session))
+    return index.remove(gone) if len(gone) else 0
+
+
 def index_missing_songs(
     session: Session,
     index: SongIndex,
@@ -86,9 +110,10 @@ def index_missing_songs(
 ) -> int:
     """Index every stored song the index lacks, whatever order their ids committed in.
 
-    Returns how many were added. Songs are never deleted and the index holds only
-    committed songs, so the songs indexed before the table is read are all among
-    those it holds: where the counts agree, nothing is missing. The whole table's
+    Returns how many were added. The index holds only committed songs, and deleted
+    ones are removed first (`remove_deleted_songs`), so the songs indexed before the
+    table is read are all among those it holds: where the counts agree, nothing is
+    missing (a deletion racing the read is caught by the next poll). The whole table's
     count settles most polls; otherwise counts per block of ids find the blocks
     whose ids are read and compared with the index. An id watermark instead could
     skip a song whose transaction took its id early and committed late, which

@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.catalogue.reads import catalogue_version, read_features_of, read_song_rows
+from app.catalogue.reads import (
+    catalogue_version,
+    read_features_of,
+    read_song_ids,
+    read_song_rows,
+)
 from app.config import Settings
 from app.index.cache import CacheKey, EmbeddingCache, spot_check
 from app.index.faiss_index import FaissSongIndex
@@ -46,11 +51,14 @@ def open_index(session: Session, settings: Settings, bundle: Bundle) -> SongInde
             model_sha256=bundle.manifest_sha256,
         )
     index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
+    # The collection outlives restarts: drop songs deleted while this process was away.
+    stale = np.setdiff1d(index.stored_ids(), read_song_ids(session))
+    index.remove(stale)
     index_missing_songs(session, index, bundle.embed)
     return index
 
 
-def open_milvus_collection(settings: Settings, *, dim: int, model_sha256: str) -> SongIndex:
+def open_milvus_collection(settings: Settings, *, dim: int, model_sha256: str):
     """The Milvus collection of this model (created when absent).
 
     The collection's name carries the model's manifest hash: embeddings of another

@@ -143,6 +143,31 @@ class MilvusSongIndex:
             self._known.update(int(i) for i in rows.ids)
         return len(rows) - len(present)
 
+    def remove(self, song_ids: np.ndarray) -> int:
+        """Delete these songs' rows from the collection; returns how many it held."""
+        ids = [int(i) for i in song_ids]
+        if not ids:
+            return 0
+        present = self._present_ids(np.asarray(ids, dtype=np.int64))
+        if present:
+            self._client.delete(self.collection, ids=sorted(present))
+        with self._known_lock:
+            self._known.difference_update(ids)
+        return len(present)
+
+    def stored_ids(self) -> np.ndarray:
+        """Every id in the collection (which outlives restarts), read in pages."""
+        iterator = self._client.query_iterator(
+            self.collection, filter="id >= 0", output_fields=["id"], batch_size=_ROWS_PER_WRITE
+        )
+        found: list[int] = []
+        try:
+            while page := iterator.next():
+                found.extend(int(hit["id"]) for hit in page)
+        finally:
+            iterator.close()
+        return np.asarray(found, dtype=np.int64)
+
     def ids(self) -> np.ndarray:
         """The song ids this process has written or found in the collection (the follower's
         view: a start-up writes every stored song, so this covers the database)."""

@@ -69,6 +69,11 @@ class SongIndex(Protocol):
         """Index songs not yet indexed (present ids are skipped); returns how many were new."""
         ...
 
+    def remove(self, song_ids: np.ndarray) -> int:
+        """Never return these songs again (absent ids are ignored); returns how many were
+        indexed. An update of a song's vector is `remove` then `add`."""
+        ...
+
     def ids(self) -> np.ndarray:
         """The indexed song ids (int64)."""
         ...

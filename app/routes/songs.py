@@ -56,7 +56,13 @@ def song_out(song: Song) -> SongOut:
         latitude=artist.latitude,
         longitude=artist.longitude,
         source=song.source,
+        file=song.file_path,
+        audio_url=audio_url(song),
     )
+
+
+def audio_url(song: Song) -> str | None:
+    return f"/songs/{song.id}/audio" if song.file_path else None
 
 
 def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[SimilarSong]:
@@ -79,6 +85,7 @@ def similar_song(song: Song, *, distance: float) -> SimilarSong:
         distance=distance,
         album=song.album,
         duration=song.duration,
+        audio_url=audio_url(song),
     )
 
 

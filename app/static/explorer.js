@@ -58,10 +58,23 @@ function element(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Real links: they open in a new tab, can be copied, and the hashchange handler loads them.
 function songLink(song) {
   const label = `${song.title || "(untitled)"} — ${song.artist.name}`;
-  return element("button", { type: "button", class: "link", "data-song-id": song.id,
-    onclick: () => openSong(song.id) }, label);
+  return element("a", { class: "link", href: `#song/${song.id}`, "data-song-id": song.id }, label);
+}
+
+function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const total = Math.round(seconds);
+  return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
+}
+
+// An <audio> player for a song that keeps its file (audio_url), else nothing.
+function player(song) {
+  if (!song.audio_url) return "";
+  return element("audio", { controls: "", preload: "none", src: song.audio_url,
+    "data-song-id": song.id });
 }
 
 // --- search --------------------------------------------------------------------------
@@ -117,7 +130,11 @@ async function showSimilar(id) {
   const song = answer.query;
   $("query-title").textContent = `${song.title || "(untitled)"} — ${song.artist.name}`;
   const where = song.location ? `, ${song.location}` : "";
-  $("query-details").textContent = `song ${song.id} · ${song.genre || "no genre"}${where}`;
+  const album = song.album ? ` · album ${song.album}` : "";
+  const duration = song.duration ? ` · ${formatDuration(song.duration)}` : "";
+  $("query-details").textContent =
+    `song ${song.id} · ${song.genre || "no genre"}${album}${duration}${where}`;
+  $("query-player").replaceChildren(player(song));
   showResults(answer.results, id);
 }
 
@@ -133,24 +150,49 @@ async function showSimilarToPosted(posted) {
     const form = new FormData();
     form.set("file", posted.file);
     for (const [name, value] of Object.entries(filters)) form.set(name, value);
-    answer = await api("/songs/audio", { method: "POST", body: form });
+    if (posted.add) {
+      form.set("add", "true");
+      form.set("title", posted.file.name.replace(/\.[^.]+$/, ""));
+      form.set("artist", posted.artist);
+    }
+    answer = await withProgress(`analysing ${posted.file.name}…`,
+      () => api("/songs/audio", { method: "POST", body: form }));
+    if (answer.id !== null && answer.id !== undefined) {
+      location.hash = `#song/${answer.id}`; // stored: the address keeps it across reloads
+      return;
+    }
   }
   state.song = null;
   state.posted = posted;
+  $("query-player").replaceChildren();
   $("query-title").textContent = posted.label;
   $("query-details").textContent = "not in the catalogue; neighbours from its features";
   showResults(answer.results, null);
 }
 
+// Shown while the server analyses an upload (tens of seconds for a long file).
+async function withProgress(label, work) {
+  $("upload-status").textContent = label;
+  $("upload-progress").hidden = false;
+  try {
+    return await work();
+  } finally {
+    $("upload-progress").hidden = true;
+  }
+}
+
 function showResults(results, queryId) {
   const rows = results.map((r, i) => element("tr", { "data-song-id": r.id },
     element("td", {}, String(i + 1)),
-    element("td", {}, element("button", { type: "button", class: "link",
-      onclick: () => openSong(r.id) }, r.title || "(untitled)")),
+    element("td", {}, element("a", { class: "link", href: `#song/${r.id}` },
+      r.title || "(untitled)")),
     element("td", {}, r.artist.name),
     element("td", {}, r.genre || ""),
-    element("td", { class: "distance", "data-distance": r.distance }, r.distance.toFixed(4))));
-  if (!rows.length) rows.push(element("tr", {}, element("td", { colspan: 5 }, "no song passes the filters")));
+    element("td", { class: "distance", "data-distance": r.distance }, r.distance.toFixed(4)),
+    element("td", { class: "album" }, r.album || ""),
+    element("td", { class: "duration" }, formatDuration(r.duration)),
+    element("td", { class: "play" }, player(r))));
+  if (!rows.length) rows.push(element("tr", {}, element("td", { colspan: 8 }, "no song passes the filters")));
   $("similar-results").replaceChildren(...rows);
   state.marks = [queryId, ...results.map((r) => r.id)];
   drawMap();
@@ -306,7 +348,15 @@ function start() {
   $("upload-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const file = $("upload-file").files[0];
-    attempt(() => showSimilarToPosted({ kind: "audio", file, label: `Uploaded: ${file.name}` }));
+    const add = $("upload-add").checked;
+    const artist = $("upload-artist").value.trim();
+    if (add && !artist) {
+      showMessage("give an artist to add the song to the catalogue");
+      return;
+    }
+    attempt(() => showSimilarToPosted({
+      kind: "audio", file, add, artist, label: `Uploaded: ${file.name}`,
+    }));
   });
   $("map").addEventListener("mousemove", showTip);
   $("map").addEventListener("mouseleave", () => { $("map-tip").hidden = true; });

@@ -164,3 +164,26 @@ def pytest_collection_modifyitems(config, items):
 def client(settings):
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def music_folder(tmp_path_factory) -> Path:
+    """A copy of the real clips (the shared folder is read-only), as a user's music folder."""
+    from paths import real_clips
+
+    folder = tmp_path_factory.mktemp("music") / "mymusic"
+    folder.mkdir()
+    for clip in real_clips(minimum=8):
+        shutil.copyfile(clip, folder / clip.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def library_dir(music_folder, tmp_path_factory) -> Path:
+    """`musicsim extract` of the real clips: an FMA-format folder describing a library."""
+    from training.audio.extraction import extract_catalogue
+
+    out = tmp_path_factory.mktemp("extracted") / "mylib"
+    report = extract_catalogue(paths=[music_folder], out_dir=out, jobs=1, excerpt_seconds=30.0)
+    assert report.written == 8, report.skipped
+    return out

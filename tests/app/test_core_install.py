@@ -1,6 +1,7 @@
 """With only the core installed (no extras), `musicsim` answers and the service serves features."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -30,9 +31,14 @@ print(json.dumps({"similar": similar.status_code, "results": len(similar.json()[
 
 
 def core_only(*args: str) -> subprocess.CompletedProcess:
+    # PYTHONPATH: the checkout under test, not whichever one the package was installed from
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.run(
         [sys.executable, str(CORE_ONLY), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
 
 

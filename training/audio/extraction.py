@@ -26,11 +26,21 @@ Track ids are 1..n over the extracted files in input order (folders expanded in
 sorted order); a file that cannot be decoded is skipped and reported, not fatal.
 Titles and artists come from the files' tags (mutagen), else from file names of
 the form "Artist - Title" or "Artist_-_Title", else the title is the file's stem
-and the artist "unknown". Existing files of the same names in out_dir are replaced.
+and the artist is left blank, with an artist id of its own (one shared "unknown"
+artist would make all untagged files one artist's work). Existing files of the
+same names in out_dir are replaced.
+
+The folder is a music library: tracks.csv's track.file holds each file's path
+relative to the library root (the folder given, or the folders' common parent),
+track.fingerprint its SHA-256, and library.json names the root, so that
+`musicsim import` keys songs by file and never by the track ids 1..n.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,8 +61,8 @@ mutagen = require("mutagen", extra="audio")
 require("mutagen.id3", extra="audio")  # mutagen.id3.ID3: tags of WAV/AIFF files
 sf = require("soundfile", extra="audio")
 
-UNKNOWN_ARTIST = "unknown"
 STORE_FOLDER = ".musicsim-extract"
+LIBRARY_FILE = "library.json"
 # File names often carry "Artist - Title"; the underscore form comes from tools
 # that replace spaces (FMA's own downloads are named like that).
 _NAME_SEPARATORS = (" - ", "_-_")
@@ -77,7 +87,7 @@ class ExtractionReport:
 
 
 @dataclass(frozen=True)
-class _Lost:
+class LostFile:
     """A file whose worker died while analysing it: reported, not stored, retried next run."""
 
     reason: str
@@ -91,6 +101,7 @@ def extract_catalogue(
     scheduler: str | None = None,
     excerpt_seconds: float | None = 30.0,
     on_file: OnFile | None = None,
+    root: Path | None = None,
 ) -> ExtractionReport:
     """Analyse the audio files under `paths` and write an FMA-format folder to out_dir.
 
@@ -100,7 +111,8 @@ def extract_catalogue(
     reason None on success. When no file could be analysed, nothing is written
     (report.written == 0). Raises FileNotFoundError for a path that does not exist
     and ValueError when the paths hold no audio file, before any work starts;
-    ClusterError when the scheduler cannot be reached.
+    ClusterError when the scheduler cannot be reached. root: the library root that
+    track.file is relative to (by default `library_root(paths)`).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -109,34 +121,48 @@ def extract_catalogue(
         raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {paths}")
     store = ResultStore(Path(out_dir) / STORE_FOLDER)
     keys = [file_key(path, excerpt_seconds=excerpt_seconds) for path in files]
-    results: dict[int, Outcome | _Lost] = {}
+    results: dict[int, Outcome | LostFile] = {}
     todo = [i for i, key in enumerate(keys) if key not in store]
     for i in sorted(set(range(len(files))) - set(todo)):
         results[i] = store[keys[i]]
         _report(on_file, files[i], results[i])
     pending = [files[i] for i in todo]
-    for n, outcome in _run(
+    for n, outcome in analyse_files(
         pending, jobs=jobs, scheduler=scheduler, excerpt_seconds=excerpt_seconds
     ):
-        if not isinstance(outcome, _Lost):
+        if not isinstance(outcome, LostFile):
             store.append(keys[todo[n]], outcome)  # durable before it is reported
         results[todo[n]] = outcome
         _report(on_file, files[todo[n]], outcome)
     tracks = [r for _, r in sorted(results.items()) if isinstance(r, AnalysedTrack)]
     skipped = [
-        (files[i], r.reason if isinstance(r, _Lost) else r)
+        (files[i], r.reason if isinstance(r, LostFile) else r)
         for i, r in sorted(results.items())
         if not isinstance(r, AnalysedTrack)
     ]
     if tracks:  # an empty catalogue would only replace a good one with nothing usable
-        write_catalogue(tracks=tracks, out_dir=Path(out_dir))
+        root = Path(root).resolve() if root is not None else library_root(paths)
+        write_catalogue(tracks=tracks, out_dir=Path(out_dir), root=root)
     return ExtractionReport(written=len(tracks), skipped=skipped, reused=len(files) - len(todo))
 
 
-def _report(on_file: OnFile | None, path: Path, outcome: Outcome | _Lost) -> None:
+def _report(on_file: OnFile | None, path: Path, outcome: Outcome | LostFile) -> None:
     if on_file is not None:
         reason = None if isinstance(outcome, AnalysedTrack) else outcome
-        on_file(path, reason.reason if isinstance(reason, _Lost) else reason)
+        on_file(path, reason.reason if isinstance(reason, LostFile) else reason)
+
+
+def library_root(paths: Iterable[Path]) -> Path:
+    """The folder a library's file paths are relative to: the one folder given, or the
+    common parent of the folders (and files' folders) given."""
+    folders = [p.resolve() if p.is_dir() else p.resolve().parent for p in map(Path, paths)]
+    return Path(os.path.commonpath(folders))
+
+
+def file_fingerprint(path: Path) -> str:
+    """SHA-256 of a file's bytes: a changed file is re-analysed, a moved one recognised."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
@@ -167,9 +193,9 @@ def find_audio_files(*, paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _run(
+def analyse_files(
     files: list[Path], *, jobs: int, scheduler: str | None, excerpt_seconds: float | None
-) -> Iterator[tuple[int, Outcome | _Lost]]:
+) -> Iterator[tuple[int, Outcome | LostFile]]:
     """(index into files, outcome), in completion order."""
     if not files:
         return
@@ -190,9 +216,9 @@ def _run(
             for future in as_completed(futures, loop=client.loop):
                 index = futures.pop(future)
                 try:
-                    outcome: Outcome | _Lost = future.result()
+                    outcome: Outcome | LostFile = future.result()
                 except KilledWorker as exc:
-                    outcome = _Lost(f"the worker analysing it died ({exc})")
+                    outcome = LostFile(f"the worker analysing it died ({exc})")
                 del future  # the last reference: the cluster may now forget the result
                 yield index, outcome
         except BaseException:
@@ -232,6 +258,7 @@ def _analyse(path: Path, *, excerpt_seconds: float | None) -> Outcome:
     try:
         features = features_from_file(path, excerpt_seconds=excerpt_seconds)
         duration = sf.info(str(path)).duration
+        fingerprint = file_fingerprint(path)
     except AudioError as exc:
         return exc.reason
     except (ValueError, OSError) as exc:  # too short, too low a rate, unreadable
@@ -242,9 +269,10 @@ def _analyse(path: Path, *, excerpt_seconds: float | None) -> Outcome:
         path=path,
         features=features,
         title=tags.get("title") or file_title,
-        artist=tags.get("artist") or file_artist or UNKNOWN_ARTIST,
+        artist=tags.get("artist") or file_artist or "",
         album=tags.get("album"),
         duration=float(duration),
+        fingerprint=fingerprint,
     )
 
 
@@ -285,13 +313,15 @@ def names_from_file_name(stem: str) -> tuple[str | None, str]:
 # --- writing the FMA-format folder ----------------------------------------------------
 
 
-def write_catalogue(*, tracks: list[AnalysedTrack], out_dir: Path) -> None:
-    """features.csv, tracks.csv and genres.csv in FMA's layout; track ids 1..n."""
+def write_catalogue(*, tracks: list[AnalysedTrack], out_dir: Path, root: Path) -> None:
+    """features.csv, tracks.csv and genres.csv in FMA's layout (track ids 1..n), and
+    library.json naming the root that track.file is relative to."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index = pd.Index(np.arange(1, len(tracks) + 1), name=INDEX_NAME)
     _features_table(tracks, index).to_csv(out_dir / FEATURES_FILE, float_format="%.10e")
-    _tracks_table(tracks, index).to_csv(out_dir / TRACKS_FILE)
+    _tracks_table(tracks, index, root=root).to_csv(out_dir / TRACKS_FILE)
     _genres_table().to_csv(out_dir / GENRES_FILE, index=False)
+    (out_dir / LIBRARY_FILE).write_text(json.dumps({"root": str(root)}) + "\n", encoding="utf-8")
 
 
 def _features_table(tracks: list[AnalysedTrack], index: pd.Index) -> pd.DataFrame:
@@ -302,24 +332,32 @@ def _features_table(tracks: list[AnalysedTrack], index: pd.Index) -> pd.DataFram
     return pd.DataFrame(values, index=index, columns=columns)
 
 
-def _tracks_table(tracks: list[AnalysedTrack], index: pd.Index) -> pd.DataFrame:
+def _tracks_table(tracks: list[AnalysedTrack], index: pd.Index, *, root: Path) -> pd.DataFrame:
     """FMA's (group, field) columns, sorted like FMA's; album fields empty without a tag."""
-    artist_ids = _ids_by_first_appearance([t.artist for t in tracks])
+    # Blank artists are keyed by their file: an id each, never one shared id.
+    artist_keys = [t.artist or ("file", str(t.path)) for t in tracks]
+    artist_ids = _ids_by_first_appearance(artist_keys)
     album_keys = [(t.artist, t.album) if t.album else None for t in tracks]
     album_ids = _ids_by_first_appearance([k for k in album_keys if k is not None])
     columns = {
         ("album", "id"): pd.array([album_ids[k] if k else None for k in album_keys], dtype="Int64"),
         ("album", "title"): [t.album for t in tracks],
-        ("artist", "id"): [artist_ids[t.artist] for t in tracks],
-        ("artist", "name"): [t.artist for t in tracks],
+        ("artist", "id"): [artist_ids[key] for key in artist_keys],
+        ("artist", "name"): [t.artist or None for t in tracks],
         ("track", "duration"): [round(t.duration, 3) for t in tracks],
-        ("track", "file"): [str(t.path) for t in tracks],
+        ("track", "file"): [relative_file(t.path, root=root) for t in tracks],
+        ("track", "fingerprint"): [t.fingerprint or file_fingerprint(t.path) for t in tracks],
         ("track", "genre_top"): [None] * len(tracks),  # unknown: audio does not say
         ("track", "title"): [t.title for t in tracks],
     }
     table = pd.DataFrame({k: pd.Series(v, index=index) for k, v in columns.items()})
     table.columns = pd.MultiIndex.from_tuples(columns)
     return table
+
+
+def relative_file(path: Path, *, root: Path) -> str:
+    """The file's path below root, with forward slashes (the same on every system)."""
+    return Path(path).resolve().relative_to(root).as_posix()
 
 
 def _ids_by_first_appearance(keys: list) -> dict:

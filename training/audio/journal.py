@@ -33,6 +33,7 @@ class AnalysedTrack:
     artist: str
     album: str | None
     duration: float  # seconds, the whole file
+    fingerprint: str | None = None  # SHA-256 of the file's bytes
 
 
 Outcome = AnalysedTrack | str  # a track, or the reason the file was skipped
@@ -96,6 +97,7 @@ def _encode(outcome: Outcome) -> dict:
         "artist": outcome.artist,
         "album": outcome.album,
         "duration": outcome.duration,
+        "fingerprint": outcome.fingerprint,
     }
 
 
@@ -109,4 +111,5 @@ def _decode(record: dict) -> Outcome:
         artist=record["artist"],
         album=record["album"],
         duration=float(record["duration"]),
+        fingerprint=record.get("fingerprint"),  # absent from journals of earlier versions
     )

@@ -40,6 +40,9 @@ OPTIONAL_TRACK_COLUMNS = {
     ("artist", "longitude"): "longitude",
     ("track", "duration"): "duration",
     ("album", "title"): "album",
+    # Written by `musicsim extract`: the file, relative to the library root, and its SHA-256.
+    ("track", "file"): "file",
+    ("track", "fingerprint"): "fingerprint",
 }
 GENRE_COLUMNS = ("genre_id", "#tracks", "parent", "title", "top_level")
 # FMA's 16 top-level genres: (genre_id, title, tracks with that genre_top in the full release).
@@ -78,7 +81,8 @@ class Catalogue:
 
     features: (n_tracks, 518) float32 in FEATURE_COLUMNS order.
     tracks: indexed by track_id, columns artist_id, artist_name, title, genre
-        (top-level genre title, or None), location, latitude, longitude, duration, album.
+        (top-level genre title, or None), location, latitude, longitude, duration, album,
+        file and fingerprint (None but in extracted libraries).
     """
 
     features: np.ndarray
@@ -326,7 +330,7 @@ def _typed_tracks(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     if artist.isna().any() or (artist % 1 != 0).any():
         raise FMAFormatError(path, "artist.id holds a missing or non-integer value")
     out["artist_id"] = artist.astype(np.int64)
-    for name in ("artist_name", "title", "genre", "location", "album"):
+    for name in ("artist_name", "title", "genre", "location", "album", "file", "fingerprint"):
         column = table[name] if name in table else pd.Series(None, index=table.index)
         out[name] = column.astype(object).where(column.notna(), None)
     for name in ("latitude", "longitude", "duration"):

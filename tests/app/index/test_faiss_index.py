@@ -213,3 +213,49 @@ def test_exact_search_in_chunks_equals_brute_force_across_chunk_boundaries(exact
         nearest = np.argsort(distances, kind="stable")[:k]
         assert [s.song_id for s in neighbours] == rows.ids[jazz[nearest]].tolist()
         np.testing.assert_allclose([s.distance for s in neighbours], distances[nearest], rtol=1e-5)
+
+
+@pytest.fixture(params=["flat", "hnsw", "ivf", "ivfpq"])
+def any_kind(request, songs):
+    """A fresh index of each kind (removal changes it)."""
+    rows, vectors, _ = songs
+    return FaissSongIndex.from_embeddings(rows, vectors, IndexSpec(kind=request.param))
+
+
+def test_removed_songs_are_never_returned_and_the_rest_still_are(any_kind, songs):
+    rows, vectors, queries = songs
+    # remove the songs nearest the queries: the ones a broken removal would return
+    nearest = {r for found in brute_force(vectors, queries, 3) for r in found}
+    removed = np.array(sorted(nearest))
+    assert any_kind.remove(rows.ids[removed]) == len(removed)
+    assert any_kind.remove(rows.ids[removed]) == 0  # absent ids are ignored
+    alive = np.ones(len(rows), dtype=bool)
+    alive[removed] = False
+    found = rows_of(any_kind.search(queries, k=K), rows)
+    expected = brute_force(vectors, queries, K, allowed=alive)
+    assert not {r for hits in found for r in hits} & nearest
+    assert all(len(hits) == K for hits in found)
+    assert recall(found, expected) >= (1.0 if any_kind.kind == "flat" else 0.9)
+    where = SongFilter(genre="Rock")
+    filtered = rows_of(any_kind.search(queries, k=K, where=where), rows)
+    assert not {r for hits in filtered for r in hits} & nearest
+    assert len(any_kind) == len(rows) - len(removed)
+    assert set(any_kind.ids().tolist()) == set(rows.ids[alive].tolist())
+    assert any_kind.missing(rows.ids[removed[:2]]).tolist() == rows.ids[removed[:2]].tolist()
+    assert rows.ids[removed[0]] not in any_kind
+
+
+def test_an_update_is_a_removal_and_an_add_under_the_same_id(any_kind, songs):
+    rows, vectors, _ = songs
+    song = int(rows.ids[0])
+    moved = np.full((1, DIM), -40.0, dtype=np.float32)  # far from every cluster
+    one = SongRows(*(column[:1] for column in rows.columns()))
+    any_kind.remove(np.array([song]))
+    assert any_kind.add(one, moved) == 1
+    hits = any_kind.search(moved, k=2)[0]
+    assert hits[0].song_id == song and hits[0].distance == pytest.approx(0.0, abs=1e-3)
+    assert any_kind.embedding_of(song) == pytest.approx(moved[0])
+    assert len(any_kind) == len(rows)
+    # its old place is empty: a query at the old vector does not find it
+    old = any_kind.search(vectors[:1], k=K)[0]
+    assert song not in [n.song_id for n in old]

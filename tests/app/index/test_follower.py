@@ -303,3 +303,34 @@ def test_replicas_serve_each_others_songs(tmp_path, postgres_url, bundle_dir, ca
                     ]
     finally:
         stop_all(started)
+
+
+def test_a_song_deleted_by_one_process_is_dropped_by_the_others_next_poll(settings, catalogue):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    # a long interval: only the explicit polls below run, so the test decides when
+    quiet = settings.model_copy(update={"sync_interval_seconds": 3600, "index_cache_dir": None})
+    victim = int(catalogue.track_ids[0])
+    with TestClient(create_app(quiet)) as writer, TestClient(create_app(quiet)) as reader:
+        follower = reader.app.state.service.follower
+        assert follower.poll_once() == 0
+        nearest = reader.get(f"/songs/{victim}/similar", params={"k": 1}).json()["results"][0]
+        assert writer.delete(f"/songs/{victim}").status_code == 204
+        added = writer.post(
+            "/songs",
+            json={
+                "title": "New",
+                "artist": "Someone new",
+                "features": catalogue.features[0].tolist(),
+            },
+        ).json()["id"]
+        assert victim in reader.app.state.service.index  # not yet: nothing polled
+        assert follower.poll_once() in (0, 1)  # the addition may wait for the next poll
+        follower.poll_once()
+        index = reader.app.state.service.index
+        assert victim not in index and added in index
+        results = reader.get(f"/songs/{nearest['id']}/similar", params={"k": 20}).json()
+        assert victim not in [r["id"] for r in results["results"]]
+        assert len(index) == len(catalogue.track_ids)  # one gone, one added

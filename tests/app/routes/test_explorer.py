@@ -9,6 +9,7 @@ left in test-artifacts/explorer.png.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,12 +50,20 @@ def server(tmp_path_factory, bundle_dir, catalogue):
     engine = open_database(f"sqlite:///{database}")
     import_catalogue(engine, catalogue)
     engine.dispose()
+    with serving(workdir, database, bundle_dir) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving(workdir: Path, database: Path, bundle_dir: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICSIM_")}
     env |= {
         "MUSICSIM_MODEL_DIR": str(bundle_dir),
         "MUSICSIM_DATABASE_URL": f"sqlite:///{database}",
         "MUSICSIM_LOG_FORMAT": "json",
         "MUSICSIM_MAP_POINTS": "500",
+        # the checkout under test, not whichever one the `musicsim` script was installed from
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     }
     musicsim = Path(sys.executable).parent / "musicsim"
     command = [str(musicsim), "serve", "--host", "127.0.0.1", "--port", "0"]
@@ -64,6 +73,22 @@ def server(tmp_path_factory, bundle_dir, catalogue):
         yield url, workdir / "server.log"
     finally:
         stop_all(started)
+
+
+@pytest.fixture(scope="module")
+def library_server(tmp_path_factory, bundle_dir, catalogue, library_dir):
+    """The demo catalogue and, beside it, the extracted real clips, which keep their files."""
+    from app.catalogue.importing import source_of
+    from training.data.fma import load_catalogue
+
+    workdir = tmp_path_factory.mktemp("explorer-library")
+    database = workdir / "musicsim.db"
+    engine = open_database(f"sqlite:///{database}")
+    import_catalogue(engine, catalogue)
+    import_catalogue(engine, load_catalogue(data_dir=library_dir), source=source_of(library_dir))
+    engine.dispose()
+    with serving(workdir, database, bundle_dir) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +158,7 @@ def test_search_click_through_filter_map_and_posted_queries(page, server, catalo
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{url}/")
-    page.wait_for_selector("#search-results button")  # the first page of all songs
+    page.wait_for_selector("#search-results a")  # the first page of all songs
 
     # search: the list is the API's first page for the same q
     q = str(catalogue.tracks["title"].dropna().iloc[3]).split()[-1].upper()
@@ -146,20 +171,20 @@ def test_search_click_through_filter_map_and_posted_queries(page, server, catalo
         arg=f"of {listing['total']} songs",
     )
     ids = page.eval_on_selector_all(
-        "#search-results button", "bs => bs.map(b => Number(b.dataset.songId))"
+        "#search-results a", "bs => bs.map(b => Number(b.dataset.songId))"
     )
     assert ids == [song["id"] for song in listing["items"]]
 
     # open a song: its neighbours as the API gives them
     first = listing["items"][0]
-    page.click(f'#search-results button[data-song-id="{first["id"]}"]')
+    page.click(f'#search-results a[data-song-id="{first["id"]}"]')
     answer = api.get(f"/songs/{first['id']}/similar", params={"k": 10}).json()
     assert_table_is(page, answer)
     assert page.text_content("#query-title") == heading(first)
 
     # click through to a neighbour: the page and the URL follow
     neighbour = answer["results"][2]["id"]
-    page.click(f'#similar-results tr[data-song-id="{neighbour}"] button')
+    page.click(f'#similar-results tr[data-song-id="{neighbour}"] a')
     answer = api.get(f"/songs/{neighbour}/similar", params={"k": 10}).json()
     assert_table_is(page, answer)
     assert page.text_content("#query-title") == heading(answer["query"])
@@ -243,3 +268,73 @@ def test_search_click_through_filter_map_and_posted_queries(page, server, catalo
     assert {("GET", "/"), ("GET", "/songs"), ("GET", "/songs/{song_id}/similar")} <= routes
     assert {("POST", "/songs/similar"), ("POST", "/songs/audio"), ("GET", "/songs/map")} <= routes
     assert all(line["request_id"] for line in lines if line["logger"] == "musicsim.access")
+
+
+SUGAR_PLUM = "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy.ogg"
+
+
+def test_library_songs_play_in_place_and_show_album_and_duration(page, library_server):
+    url, _ = library_server
+    api = httpx.Client(base_url=url, timeout=30.0)
+    listing = api.get("/songs", params={"q": "Sugar Plum"}).json()["items"]
+    song = next(s for s in listing if s["file"] == SUGAR_PLUM)
+    page.goto(f"{url}/#song/{song['id']}")
+    page.wait_for_function(
+        "() => document.getElementById('query-details').textContent.includes('album')"
+    )
+    details = page.text_content("#query-details")
+    minutes, seconds = divmod(round(song["duration"]), 60)
+    assert f"album {song['album']}" in details and f"{minutes}:{seconds:02d}" in details
+    assert song["album"] == "Classical Sampler" and "Classical" in details
+    assert page.get_attribute("#query-player audio", "src") == f"/songs/{song['id']}/audio"
+
+    # ask for enough neighbours that a library song (one with a file) is among them
+    everything = api.get(f"/songs/{song['id']}/similar", params={"k": 1000}).json()["results"]
+    rank = next(i for i, r in enumerate(everything) if r["audio_url"])
+    page.fill("#filter-k", str(rank + 1))
+    page.click("#filters button")
+    playable = f'#similar-results tr[data-song-id="{everything[rank]["id"]}"] audio'
+    page.wait_for_selector(playable)
+    # muted, as browsers let pages start muted media without a gesture
+    page.eval_on_selector(playable, "a => { a.muted = true; a.play(); }")
+    page.wait_for_function(
+        "sel => document.querySelector(sel).readyState >= 2", arg=playable, timeout=WAIT_MS
+    )
+    assert page.eval_on_selector(playable, "a => a.error") is None
+    # the links are real links: each result's title points at its song
+    href = page.get_attribute(
+        f'#similar-results tr[data-song-id="{everything[0]["id"]}"] a', "href"
+    )
+    assert href == f"#song/{everything[0]['id']}"
+
+
+def test_an_upload_added_to_the_catalogue_stays_in_the_address(page, library_server):
+    url, _ = library_server
+    clip = AUDIO / "sorohanro_-_solo-trumpet-06.ogg"
+    page.goto(f"{url}/")
+    page.wait_for_selector("#search-results a")
+    page.set_input_files("#upload-file", str(clip))
+    page.check("#upload-add")
+    page.fill("#upload-artist", "Explorer tester")
+    page.click("#upload-form button")
+    page.wait_for_selector("#upload-progress:not([hidden])")  # shown while it is analysed
+    page.wait_for_function("() => /^#song\\/\\d+$/.test(location.hash)", timeout=AUDIO_WAIT_MS)
+    song_id = int(page.evaluate("location.hash").split("/")[1])
+    page.reload()
+    page.wait_for_function(
+        "() => document.getElementById('query-title').textContent.includes('Explorer tester')"
+    )
+    stored = httpx.get(f"{url}/songs/{song_id}").json()
+    assert stored["artist"]["name"] == "Explorer tester"
+    assert stored["title"] == clip.stem
+
+
+def test_the_api_docs_render_without_internet_access(page, server):
+    url, _ = server
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "musicsim" in page.text_content(".swagger-ui .info .title")
+    page.wait_for_selector('.opblock-summary-path[data-path="/songs/{song_id}/audio"]')
+    assert all(r.startswith(f"{url}/") or r.startswith("data:") for r in requested), requested

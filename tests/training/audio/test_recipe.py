@@ -7,7 +7,9 @@ energy), scipy's statistics, soundfile's own frame counts, and the clips' tags.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import librosa
@@ -352,8 +354,29 @@ def test_folders_are_searched_and_names_come_from_tags_or_file_names(tmp_path):
     tracks = pd.read_csv(tmp_path / "out" / "tracks.csv", index_col=0, header=[0, 1])
     # a/ before b/, files sorted by name within each folder ("tagged" < "take 3")
     assert tracks[("track", "title")].tolist() == ["Tagged Title", "take 3", "First Song"]
-    assert tracks[("artist", "name")].tolist() == ["The Band", "unknown", "The Band"]
+    # the untagged file gets no name and an artist of its own, never a shared "unknown"
+    names = tracks[("artist", "name")]
+    assert names.iloc[[0, 2]].tolist() == ["The Band", "The Band"] and names.isna().iloc[1]
     assert tracks[("artist", "id")].tolist() == [1, 2, 1]
+    assert tracks[("track", "file")].tolist() == [
+        "a/tagged.flac",
+        "a/take 3.flac",
+        "b/The Band - First Song.wav",
+    ]
+    assert json.loads((tmp_path / "out" / "library.json").read_text()) == {
+        "root": str(music.resolve())
+    }
+    sha = hashlib.sha256((music / "a" / "take 3.flac").read_bytes()).hexdigest()
+    assert tracks[("track", "fingerprint")].iloc[1] == sha
+
+
+def test_two_untagged_files_are_two_artists(tmp_path):
+    noise = np.random.default_rng(2).normal(0, 0.1, 2 * SR).astype(np.float32)
+    for name in ("one.wav", "two.wav"):
+        sf.write(tmp_path / name, noise, SR)
+    extract_catalogue(paths=[tmp_path], out_dir=tmp_path / "out", jobs=1, excerpt_seconds=None)
+    tracks = pd.read_csv(tmp_path / "out" / "tracks.csv", index_col=0, header=[0, 1])
+    assert tracks[("artist", "id")].nunique() == 2
 
 
 def test_a_missing_path_stops_the_job_before_any_work(tmp_path):

@@ -1,0 +1,113 @@
+"""A model for a music library of any size: what `musicsim library` serves.
+
+>>> choice = make_library_model(features=x, artist_ids=a, labelled=l, out_dir=Path("models/mine"))
+>>> choice["method"], choice["reason"]
+
+With too few artists that have two or more songs to learn from, the bundle is the
+z-score statistics of the library itself with the identity projection (songs
+compared by z-scored L2, nothing learned), fitted on all its songs. With enough,
+`choose_library_model` picks a learned method. Either way the manifest's
+"selection" records what was chosen and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Artists with two or more songs needed before a learned metric is tried: below
+# this, an artist split leaves a handful of classes to learn from and evaluate on.
+MIN_LEARNING_ARTISTS = 10
+LIBRARY_MAKER = "musicsim library"  # recorded in the manifest: the command may remake it
+
+
+def make_library_model(
+    *,
+    features: np.ndarray,
+    artist_ids: np.ndarray,
+    labelled: np.ndarray,
+    out_dir: Path,
+    data_fingerprint: str = "",
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Fit and save the library's bundle at out_dir; returns the selection record.
+
+    features (n, 518); artist_ids (n,); labelled (n,) bool, False for songs whose
+    artist nobody named (they never count as a class). Raises ValueError for fewer
+    than two songs.
+    """
+    from training.artefacts import save_bundle
+
+    if len(features) < 2:
+        raise ValueError(f"a model needs at least two songs, the library has {len(features)}")
+    ids, counts = np.unique(artist_ids[labelled], return_counts=True)
+    n_learnable = int((counts >= 2).sum())
+    if n_learnable < MIN_LEARNING_ARTISTS:
+        run = zscore_run(features)
+        selection: dict[str, Any] = {
+            "method": "zscore",
+            "reason": (
+                f"{n_learnable} artist(s) with two or more songs; a learned metric needs at "
+                f"least {MIN_LEARNING_ARTISTS}: the library's own z-score statistics, "
+                f"identity projection, fitted on all {len(features)} songs"
+            ),
+        }
+    else:
+        run, selection = choose_library_model(
+            features=features,
+            artist_ids=np.where(labelled, artist_ids, -1 - np.arange(len(features))),
+        )
+    selection |= {
+        "made_by": LIBRARY_MAKER,
+        "songs": int(len(features)),
+        "artists_with_two_or_more_songs": n_learnable,
+    }
+    save_bundle(
+        run, out_dir=out_dir, data_fingerprint=data_fingerprint, name=name, selection=selection
+    )
+    return selection
+
+
+def zscore_run(features: np.ndarray):
+    """The identity projection over the z-score of all these songs."""
+    import torch
+
+    from training.config import LinearTrainConfig
+    from training.data.split import ArtistSplit, ZScore
+    from training.model import LinearConfig, LinearProjection
+    from training.runs import TrainedRun
+
+    zscore = ZScore.fit(features)
+    n = features.shape[1]
+    model = LinearProjection(LinearConfig(n_features=n, embedding_dim=n))
+    with torch.no_grad():
+        model.projection.weight.copy_(torch.eye(n))
+    model.eval()
+    none = np.empty(0, dtype=np.int64)
+    split = ArtistSplit(train=none, eval=none)
+    return TrainedRun(model, zscore, split, LinearTrainConfig(method="zscore"))
+
+
+def choose_library_model(*, features: np.ndarray, artist_ids: np.ndarray):
+    """The learned metric for a library with enough artists: (run, selection record).
+
+    For now LDA on the paper's artist split. This is the one place to hand the
+    choice to candidate selection on validation artists (`musicsim train --method auto`).
+    """
+    import pandas as pd
+
+    from training.config import LinearTrainConfig
+    from training.data.fma import Catalogue
+    from training.linear import fit_linear_on_catalogue
+
+    config = LinearTrainConfig(method="lda")
+    tracks = pd.DataFrame({"artist_id": artist_ids}, index=np.arange(1, len(artist_ids) + 1))
+    catalogue = Catalogue(features, tracks, pd.DataFrame(), 0, 0, "")
+    run = fit_linear_on_catalogue(catalogue, config)
+    return run, {
+        "method": "lda",
+        "reason": f"enough artists with two or more songs (at least {MIN_LEARNING_ARTISTS}): "
+        "LDA with artists as classes on the artist split",
+    }
