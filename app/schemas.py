@@ -149,8 +149,17 @@ class LabelledSong(Strict):
     features: FeatureVector
 
 
+ScoringName = Literal["l2", "local-scaling", "mutual-proximity"]  # training.evaluation.scoring
+
+
 class EvaluateIn(Strict):
     space: Literal["raw", "zscore", "model"] = "model"
+    scoring: ScoringName | None = Field(
+        None,
+        description="How distances rank songs; default: the bundle's scoring for the "
+        "model space, l2 for raw and zscore",
+    )
+    scoring_k: int = Field(10, ge=1, le=1000, description="Neighbours of a song's radius")
     seed: int = 0
     songs: list[LabelledSong] | None = Field(
         None, min_length=2, description="A labelled set to score instead of the catalogue"
@@ -168,6 +177,11 @@ class EvaluateOut(BaseModel):
     mean_average_precision: float
     recall_at_10: float
     ndcg_at_10: float
+    scoring: str
+    hubness_skewness: float = Field(description="Skewness of the songs' top-10 k-occurrence")
+    antihub_share: float = Field(description="Share of songs in no song's top 10")
+    max_k_occurrence: int = Field(description="Most top-10 lists one song is in")
+    coverage: float = Field(description="Share of songs in at least one top 10")
 
 
 class FieldError(BaseModel):

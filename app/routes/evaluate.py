@@ -11,6 +11,7 @@ from app.deps import BundleDep, ServiceDep, SessionDep
 from app.orm import FMA
 from app.schemas import EvaluateIn, EvaluateOut
 from training.data.split import ArtistSplit
+from training.evaluation.scoring import Scoring
 from training.evaluation.spaces import evaluate_on_split
 
 router = APIRouter(tags=["evaluation"])
@@ -36,6 +37,11 @@ def evaluate_catalogue(
         # drift from `musicsim evaluate` on the same FMA files.
         artist_ids, features = read_labelled_features(session, source=FMA)
         split = bundle.split
+    if body.scoring is None:  # the bundle was chosen with its scoring: its model row uses it
+        name = bundle.scoring.name if body.space == "model" else "l2"
+    else:
+        name = body.scoring
+    scoring = Scoring(name, k=body.scoring_k)
     try:
         (row,) = evaluate_on_split(
             features,
@@ -46,6 +52,7 @@ def evaluate_catalogue(
             seed=body.seed,
             spaces=(body.space,),
             every_track=body.every_track,
+            scorings=(scoring,),
         )
     except ValueError as exc:
         raise HTTPException(422, f"cannot evaluate: {exc}") from exc
@@ -59,4 +66,9 @@ def evaluate_catalogue(
         mean_average_precision=row.mean_average_precision,
         recall_at_10=row.recall_at_10,
         ndcg_at_10=row.ndcg_at_10,
+        scoring=row.scoring,
+        hubness_skewness=row.hubness_skewness,
+        antihub_share=row.antihub_share,
+        max_k_occurrence=row.max_k_occurrence,
+        coverage=row.coverage,
     )

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Queries ranked per block: bounds memory at chunk x n_songs float64 values.
-_QUERY_CHUNK = 256
+from training.evaluation.scoring import Scoring, neighbourhoods_for, scored_blocks
+
+L2 = Scoring()
 
 
 @dataclass(frozen=True)
@@ -85,34 +86,36 @@ def per_query_scores(
     *,
     k: int = 10,
     ranked: bool = True,
+    scoring: Scoring = L2,
 ) -> dict[str, np.ndarray]:
     """Per-query "auc", and with `ranked` also "ap", "recall" (@k) and "ndcg" (@k).
 
-    Each value has shape (n_queries,); NaN where the metric is undefined (no
-    relevant or no irrelevant song).
+    Songs are ranked by the scoring's score (training.evaluation.scoring), its
+    radii and Gaussians taken over these songs. Each value has shape
+    (n_queries,); NaN where the metric is undefined (no relevant or no
+    irrelevant song).
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)  # once, not per block
-    norms = (embeddings * embeddings).sum(1)
     artist_ids = np.asarray(artist_ids)
     queries = np.asarray(queries, dtype=np.int64)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     out = {name: np.empty(len(queries), dtype=np.float64) for name in names}
-    for start in range(0, len(queries), _QUERY_CHUNK):
-        block = queries[start : start + _QUERY_CHUNK]
-        for name, values in _score_block(embeddings, norms, artist_ids, block, k, ranked).items():
+    stats = neighbourhoods_for(embeddings, scoring=scoring) if len(queries) else None
+    start = 0
+    for block, dist in scored_blocks(embeddings, queries, scoring=scoring, stats=stats):
+        for name, values in _score_block(dist, artist_ids, block, k, ranked).items():
             out[name][start : start + len(block)] = values
+        start += len(block)
     return out
 
 
 def _score_block(
-    embeddings: np.ndarray,
-    norms: np.ndarray,
+    dist: np.ndarray,
     artist_ids: np.ndarray,
     block: np.ndarray,
     k: int,
     ranked: bool,
 ) -> dict[str, np.ndarray]:
-    dist = _squared_distances(embeddings[block], embeddings, norms)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     scores = {name: np.full(len(block), np.nan) for name in names}
     for row, query in enumerate(block):
@@ -158,9 +161,11 @@ def _score_query(dist: np.ndarray, artist_ids: np.ndarray, query: int, k: int) -
     }
 
 
-def mean_auc(embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray) -> RetrievalScore:
+def mean_auc(
+    embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray, *, scoring: Scoring = L2
+) -> RetrievalScore:
     """The paper's figure: AUC averaged over queries with a defined AUC."""
-    aucs = auc_per_query(embeddings, artist_ids, queries)
+    aucs = per_query_scores(embeddings, artist_ids, queries, ranked=False, scoring=scoring)["auc"]
     valid = ~np.isnan(aucs)
     return RetrievalScore(
         mean_auc=float(aucs[valid].mean()) if valid.any() else float("nan"),
@@ -183,10 +188,15 @@ class RetrievalScores:
 
 
 def retrieval_scores(
-    embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray, *, k: int = 10
+    embeddings: np.ndarray,
+    artist_ids: np.ndarray,
+    queries: np.ndarray,
+    *,
+    k: int = 10,
+    scoring: Scoring = L2,
 ) -> RetrievalScores:
     """Mean AUC, mAP, recall@k and nDCG@k of the same rankings."""
-    per_query = per_query_scores(embeddings, artist_ids, queries, k=k)
+    per_query = per_query_scores(embeddings, artist_ids, queries, k=k, scoring=scoring)
     valid = ~np.isnan(per_query["auc"])
 
     def average(name: str) -> float:
