@@ -78,7 +78,11 @@ class SimilarSong(BaseModel):
     title: str | None
     artist: ArtistRef
     genre: str | None
-    distance: float = Field(description="L2 distance in the embedding space")
+    distance: float = Field(description="L2 distance in the embedding space (exact, float64)")
+    similarity: float | None = Field(
+        description="In [0, 1]: the share of random catalogue song pairs that the scoring "
+        "ranks as less alike than this result (README, 'Scorings')"
+    )
 
 
 class SimilarOut(BaseModel):
@@ -105,9 +109,14 @@ class SimilarFilters(Strict):
         )
 
 
+ScoringName = Literal["l2", "local-scaling", "mutual-proximity"]  # training.evaluation.scoring
+ScoringField = Field(None, description="How candidates are ranked; default MUSICSIM_SCORING")
+
+
 class FeaturesQuery(SimilarFilters):
     features: FeatureVector
     k: K = 10
+    scoring: ScoringName | None = ScoringField
 
 
 class BatchItem(Strict):
@@ -117,6 +126,7 @@ class BatchItem(Strict):
 class BatchQuery(SimilarFilters):
     items: list[BatchItem] = Field(min_length=1)
     k: K = 10
+    scoring: ScoringName | None = ScoringField
 
 
 class BatchOut(BaseModel):
@@ -147,9 +157,6 @@ class CreatedOut(BaseModel):
 class LabelledSong(Strict):
     artist: int | str
     features: FeatureVector
-
-
-ScoringName = Literal["l2", "local-scaling", "mutual-proximity"]  # training.evaluation.scoring
 
 
 class EvaluateIn(Strict):
@@ -201,12 +208,20 @@ class ModelInfo(BaseModel):
     manifest_sha256: str
 
 
+class ScoringInfo(BaseModel):
+    name: str = Field(description="The default scoring (MUSICSIM_SCORING or the bundle's)")
+    k: int = Field(description="Neighbours whose mean distance is a song's radius")
+    pool: int = Field(description="At least this many L2 candidates are re-ranked")
+    allowed: list[str]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     songs_indexed: int
     # As built (IVF kinds may fall back to simpler ones); "milvus" on the Milvus backend.
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "milvus"]
     model: ModelInfo
+    scoring: ScoringInfo
 
 
 class SongPage(BaseModel):

@@ -102,6 +102,15 @@ class ScoredIndex:
     # --- the SongIndex protocol, delegated -------------------------------------------
 
     @property
+    def backend(self) -> SongIndex:
+        return self._inner
+
+    @property
+    def faiss_index(self):
+        """The FAISS backend's index (what the cache persists); AttributeError on Milvus."""
+        return self._inner.faiss_index  # type: ignore[attr-defined]
+
+    @property
     def kind(self) -> str:
         return self._inner.kind
 

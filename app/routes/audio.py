@@ -12,7 +12,7 @@ from app.catalogue import CatalogueError
 from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
-from app.schemas import MAX_ID, AudioOut, SimilarFilters
+from app.schemas import MAX_ID, AudioOut, ScoringName, SimilarFilters
 from app.similarity import add_and_index
 from training.audio.recipe import AudioError, decode, extract_features
 
@@ -58,6 +58,7 @@ def read_similar_to_audio(
     add: Annotated[bool, Form(description="Also store the song (needs title, artist)")] = False,
     title: Annotated[str | None, Form(max_length=1024)] = None,
     artist: Annotated[str | None, Form(max_length=512, description="Artist id or name")] = None,
+    scoring: Annotated[ScoringName | None, Form(description="Default MUSICSIM_SCORING")] = None,
 ) -> AudioOut:
     """Neighbours of an uploaded recording; with add=true it is stored as a cold-start song."""
     check_k(k, service)
@@ -76,7 +77,9 @@ def read_similar_to_audio(
     features = analyse_upload(
         file.file.read(), name=name, excerpt_seconds=service.settings.audio_excerpt_seconds
     )
-    found = index.search(bundle.embed(features[None, :]), k=k, where=filters.to_filter())
+    found = index.search(
+        bundle.embed(features[None, :]), k=k, where=filters.to_filter(), scoring=scoring
+    )
     results = similar_songs(session, found[0])
     song_id = None
     if add:

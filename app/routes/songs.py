@@ -12,7 +12,8 @@ from app.catalogue import CatalogueError
 from app.catalogue.reads import read_songs, search_songs, top_level_genres
 from app.catalogue.writes import NewSong
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
-from app.index.protocol import Neighbour, SongFilter, SongIndex
+from app.index.protocol import Neighbour, SongFilter
+from app.index.scored import ScoredIndex
 from app.orm import Song
 from app.schemas import (
     MAX_ID,
@@ -21,6 +22,7 @@ from app.schemas import (
     BatchQuery,
     CreatedOut,
     FeaturesQuery,
+    ScoringName,
     SimilarOut,
     SimilarSong,
     SongIn,
@@ -60,6 +62,7 @@ def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[Similar
             artist=ArtistRef(id=songs[n.song_id].artist.id, name=songs[n.song_id].artist.name),
             genre=songs[n.song_id].genre.title if songs[n.song_id].genre else None,
             distance=n.distance,
+            similarity=n.similarity,
         )
         for n in neighbours
         if n.song_id in songs
@@ -121,6 +124,9 @@ def read_similar_songs(
     genre: Annotated[str | None, Query(description="Only this top-level genre")] = None,
     near: Annotated[str | None, Query(description="'LAT,LON': only artists near here")] = None,
     radius_km: Annotated[float | None, Query(description="Radius around near, km")] = None,
+    scoring: Annotated[
+        ScoringName | None, Query(description="How candidates are ranked; default MUSICSIM_SCORING")
+    ] = None,
 ) -> SimilarOut:
     """The k nearest other songs to a stored song, nearest first."""
     check_k(k, service)
@@ -135,12 +141,14 @@ def read_similar_songs(
     where = SongFilter(
         exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
-    neighbours = index.search(index.embedding_of(song_id), k=k, where=where, exclude_song=song_id)
+    neighbours = index.search(
+        index.embedding_of(song_id), k=k, where=where, exclude_song=song_id, scoring=scoring
+    )
     return SimilarOut(query=song_out(song), results=similar_songs(session, neighbours[0]))
 
 
 def search_posted(
-    session: Session, index: SongIndex, bundle, vectors: list[list[float]], query
+    session: Session, index: ScoredIndex, bundle, vectors: list[list[float]], query
 ) -> list[SimilarOut]:
     check_genre(session, query.genre)
     embeddings = bundle.embed(np.asarray(vectors, dtype=np.float32))
@@ -149,7 +157,7 @@ def search_posted(
         raise HTTPException(
             422, f"features of item(s) {unusable.tolist()} cannot be embedded (not finite)"
         )
-    found = index.search(embeddings, k=query.k, where=query.to_filter())
+    found = index.search(embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring)
     return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
 
 

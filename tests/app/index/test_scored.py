@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
-from scipy.stats import norm
+from scoring_reference import allowed_by, reference_top
 
 from app.catalogue.rows import SongRows
 from app.index.faiss_index import FaissSongIndex
-from app.index.protocol import Near, Neighbour, SongFilter, haversine_km
+from app.index.protocol import Near, Neighbour, SongFilter
 from app.index.scored import KTH, MEAN, RADIUS, SD, ScoredIndex
 from training.evaluation.scoring import SCORINGS, Scoring
 
@@ -30,46 +30,6 @@ def catalogue(n: int, dim: int = 8, seed: int = 0) -> tuple[SongRows, np.ndarray
         longitudes=rng.uniform(-180, 180, n),
     )
     return rows, vectors
-
-
-def reference_top(rows, vectors, query, *, name, k, allowed, own=None):
-    """Ids of the k best songs by the definitions, over the whole catalogue (numpy + scipy)."""
-    v = vectors.astype(np.float64)
-    d_all = cdist(v, v)
-    np.fill_diagonal(d_all, np.inf)
-    radius = np.sort(d_all, axis=1)[:, :K_RADIUS].mean(1)
-    finite = np.where(np.isfinite(d_all), d_all, np.nan)
-    mu, sd = np.nanmean(finite, axis=1), np.nanstd(finite, axis=1)
-    d = cdist(query[None].astype(np.float64), v)[0]
-    if own is not None:  # a stored song: its own statistics
-        r_q, mu_q, sd_q = radius[own], mu[own], sd[own]
-    else:  # cold start: its neighbourhood in the catalogue
-        r_q, mu_q, sd_q = np.sort(d)[:K_RADIUS].mean(), d.mean(), d.std()
-    if name == "l2":
-        s = d
-    elif name == "local-scaling":
-        s = d / np.sqrt(r_q * radius)
-    else:
-        s = 1 - norm.sf(d, mu_q, sd_q) * norm.sf(d, mu, sd)
-    s = np.where(allowed, s, np.inf)
-    order = np.lexsort((rows.ids, d, s))
-    return [int(rows.ids[i]) for i in order[:k] if allowed[i]]
-
-
-def allowed_by(rows, where: SongFilter, exclude_row=None) -> np.ndarray:
-    ok = np.ones(len(rows), dtype=bool)
-    if exclude_row is not None:
-        ok[exclude_row] = False
-    if where.exclude_artist is not None:
-        ok &= rows.artist_ids != where.exclude_artist
-    if where.genre is not None:
-        ok &= rows.genres == where.genre
-    if where.near is not None:
-        km = haversine_km(
-            where.near.latitude, where.near.longitude, rows.latitudes, rows.longitudes
-        )
-        ok &= km <= where.near.radius_km
-    return ok
 
 
 FILTERS = [
@@ -102,7 +62,9 @@ def test_the_top_k_equals_the_exact_re_ranking_of_the_whole_catalogue(small, nam
         assert [n.song_id for n in got] == expected
     cold = vectors[5] * 0.5 + vectors[60] * 0.5  # not a stored song
     got = index.search(cold, k=7, where=where, scoring=name)[0]
-    expected = reference_top(rows, vectors, cold, name=name, k=7, allowed=allowed_by(rows, where))
+    expected = reference_top(
+        rows, vectors, cold, name=name, k=7, allowed=allowed_by(rows, where), k_radius=K_RADIUS
+    )
     assert [n.song_id for n in got] == expected
 
 
