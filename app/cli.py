@@ -2,33 +2,42 @@
 
 musicsim import --data data/demo          # FMA-format folder -> database
 musicsim serve --host 127.0.0.1 --port 8000
+
+Commands import what they use inside their bodies, so `musicsim --help` and the
+commands that need no model or audio library answer at once.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.catalogue import CatalogueError
-from app.catalogue.importing import import_catalogue
-from app.config import Settings
-from app.db import open_database
-from app.main import create_app
-from app.telemetry.logs import configure_logging
-from training.artefacts import BundleError, load_bundle
 from training.cli import DataOption, app, console, fail, read_catalogue
+from training.extras import MissingExtra
 
-__all__ = ["app"]
+if TYPE_CHECKING:
+    from app.config import Settings
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """The `musicsim` script: the commands, with a missing optional extra named, not traced."""
+    try:
+        app()
+    except MissingExtra as exc:
+        raise SystemExit(fail(str(exc)).exit_code) from exc
 
 
 def read_settings(**overrides) -> Settings:
     """Settings from MUSICSIM_* variables and .env; a bad value stops with its name."""
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -41,6 +50,12 @@ def read_settings(**overrides) -> Settings:
 @app.command("import")
 def import_data(data: DataOption) -> None:
     """Load an FMA-format catalogue into the database (MUSICSIM_DATABASE_URL); idempotent."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.catalogue import CatalogueError
+    from app.catalogue.importing import import_catalogue
+    from app.db import open_database
+
     settings = read_settings()
     catalogue = read_catalogue(data)
     engine = open_database(settings.database_url)
@@ -66,6 +81,12 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.telemetry.logs import configure_logging
+    from training.artefacts import BundleError, load_bundle
+
     settings = read_settings() if model is None else read_settings(model_dir=model)
     try:
         load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
@@ -73,5 +94,9 @@ def serve(
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
-    # uvicorn's own handlers and access log off: ours carry request ids (app/observe.py).
+    # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
     uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":  # python -m app.cli
+    main()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.11 and installs musicsim with its dev tools.
+# Creates .venv with Python 3.11 and installs musicsim with every extra and its dev tools.
 # Idempotent: re-installs only when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first, pinned: 2.13.0 is the CPU wheel; an unpinned resolve can pull a CUDA build.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  .venv/bin/python -m pip install --quiet -e ".[all,dev]"
   echo "$want" > "$stamp"
 fi

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data.synthetic import write_demo_catalogue
+from training.data.synthetic.catalogue import write_demo_catalogue
 
 SMALL_TRACKS = 1500
 SMALL_ARTISTS = 220

@@ -16,25 +16,12 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from rich.markup import escape
 
-from training.artefacts import BundleError, load_bundle, save_bundle
-from training.audio.extraction import ClusterError, extract_catalogue, find_audio_files
-from training.audio.recipe import EXCERPT_SECONDS
 from training.config import TrainConfig
 from training.data.fetch import (
     FMA_METADATA_SHA1,
@@ -44,20 +31,12 @@ from training.data.fetch import (
     check_sha1,
     fetch_fma,
 )
-from training.data.fma import Catalogue, FMAFormatError, load_catalogue
-from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS, write_demo_catalogue
-from training.evaluation.spaces import SpaceScore
-from training.experiments.compare import (
-    METRICS,
-    compare_runs,
-    fit_run,
-    load_run_spec,
-    summary_markdown,
-)
-from training.experiments.figures import plot_metrics, plot_size_sweep
-from training.experiments.paper import PAPER_TABLE1, evaluate_run, reproduce_table1
-from training.experiments.report import REPORT_DIR, write_run_report
-from training.train import train_on_catalogue
+from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS
+from training.extras import MissingExtra
+
+if TYPE_CHECKING:
+    from training.data.fma import Catalogue
+    from training.evaluation.spaces import SpaceScore
 
 app = typer.Typer(
     help="Content-based music similarity with triplet networks.", no_args_is_help=True
@@ -79,11 +58,14 @@ EveryTrackOption = Annotated[
 
 
 def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    # escaped: messages quote user input and pip extras ("musicsim[audio]"), not markup
+    console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=2)
 
 
 def read_catalogue(data: Path) -> Catalogue:
+    from training.data.fma import FMAFormatError, load_catalogue
+
     started = time.perf_counter()
     try:
         catalogue = load_catalogue(data_dir=data)
@@ -100,6 +82,8 @@ def read_catalogue(data: Path) -> Catalogue:
 @contextmanager
 def epoch_progress(labels: list[str], epochs: int):
     """A progress bar per training run, showing the latest epoch loss."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
@@ -114,6 +98,8 @@ def epoch_progress(labels: list[str], epochs: int):
 
 
 def print_scores(rows: list[SpaceScore], *, title: str, paper: dict[str, float] | None = None):
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("space", "mean AUC", "mAP", "recall@10", "nDCG@10", "queries", "songs"):
         table.add_column(column)
@@ -137,6 +123,8 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Same seed, same bytes")] = 0,
 ) -> None:
     """Write a synthetic catalogue in FMA's exact file format."""
+    from training.data.synthetic.catalogue import write_demo_catalogue
+
     started = time.perf_counter()
     try:
         summary = write_demo_catalogue(out_dir=out, n_tracks=tracks, n_artists=artists, seed=seed)
@@ -170,6 +158,10 @@ def train(
     ] = None,
 ) -> None:
     """Train a triplet network (or a linear metric) and save it as a bundle."""
+    from training.artefacts import save_bundle
+    from training.experiments.paper import PAPER_TABLE1, evaluate_run
+    from training.train import train_on_catalogue
+
     flags = dict(
         triplets=triplets,
         epochs=epochs,
@@ -200,17 +192,31 @@ def train(
     console.print(f"saved bundle to {out}")
     # After save_bundle, which replaces the folder whole; the bundle's hashes ignore report/.
     paper_rows = {**PAPER_TABLE1, "model": PAPER_TABLE1[f"triplet-{triplets}"]}
-    report = write_run_report(
-        catalogue, runs={"model": run}, rows=rows, seed=seed, out_dir=out / REPORT_DIR,
+    write_report(
+        out, catalogue, runs={"model": run}, rows=rows, seed=seed,
         title=f"musicsim train --triplets {triplets} ({out})", paper=paper_rows,
     )  # fmt: skip
-    console.print(f"wrote the report with its figures to {report}")
+
+
+def write_report(folder: Path, catalogue: Catalogue, **details) -> None:
+    """The run's report with figures in folder/report/, or a note naming the missing extra."""
+    try:
+        from training.experiments.report import REPORT_DIR, write_run_report
+    except MissingExtra as exc:
+        console.print(f"[yellow]no report written:[/yellow] {escape(str(exc))}")
+        return
+    path = write_run_report(catalogue, out_dir=folder / REPORT_DIR, **details)
+    console.print(f"wrote the report with its figures to {path}")
 
 
 def train_from_config(
     ctx: typer.Context, *, data: Path, out: Path, config_file: Path, flags: dict
 ) -> None:
     """`musicsim train --config`: the file's configuration, then the flags typed on the line."""
+    from training.artefacts import save_bundle
+    from training.experiments.compare import fit_run, load_run_spec
+    from training.experiments.paper import evaluate_run
+
     typed = {
         name: value
         for name, value in flags.items()
@@ -245,6 +251,9 @@ def evaluate(
     every_track: EveryTrackOption = False,
 ) -> None:
     """Retrieval scores of raw, z-scored and the model's space on its evaluation artists."""
+    from training.artefacts import BundleError, load_bundle
+    from training.experiments.paper import evaluate_run
+
     try:
         bundle = load_bundle(model)
     except BundleError as exc:
@@ -274,6 +283,9 @@ def paper(
     as_json: JsonOption = False,
 ) -> None:
     """Train both triplet variants and print the paper's Table 1 beside ours."""
+    from training.artefacts import save_bundle
+    from training.experiments.paper import PAPER_TABLE1, reproduce_table1
+
     catalogue = read_catalogue(data)
     labels = ["triplet-random", "triplet-genre"]
     with epoch_progress(labels, epochs) as callbacks:
@@ -290,11 +302,10 @@ def paper(
                 run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
             )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
-        report = write_run_report(
-            catalogue, runs=table.runs, rows=table.rows, seed=seed, out_dir=out / REPORT_DIR,
+        write_report(
+            out, catalogue, runs=table.runs, rows=table.rows, seed=seed,
             title=f"musicsim paper ({data})", paper=PAPER_TABLE1,
         )  # fmt: skip
-        console.print(f"wrote the report with its figures to {report}")
     if as_json:
         print(json.dumps(table.as_json()))
     else:
@@ -336,6 +347,9 @@ def compare(
     as_json: JsonOption = False,
 ) -> None:
     """Train and evaluate several configurations over the same seeds and splits."""
+    from training.experiments.compare import compare_runs, load_run_spec, summary_markdown
+    from training.experiments.figures import plot_metrics, plot_size_sweep
+
     try:
         specs = [load_run_spec(path) for path in configs]
     except ValueError as exc:
@@ -380,6 +394,10 @@ def compare(
 
 
 def print_summary(summary: list[dict], *, title: str) -> None:
+    from rich.table import Table
+
+    from training.experiments.compare import METRICS
+
     table = Table(title=title)
     for column in ("configuration", "training artists", "seeds", "mean AUC", "mAP"):
         table.add_column(column)
@@ -412,6 +430,11 @@ def extract(
     ] = False,
 ) -> None:
     """Extract FMA's 518 features from audio files into an FMA-format folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.audio.extraction import ClusterError, extract_catalogue, find_audio_files
+    from training.audio.recipe import EXCERPT_SECONDS
+
     if jobs is not None and scheduler is not None:
         raise fail("--jobs sizes the local cluster; with --scheduler the cluster's workers run")
     try:
@@ -456,6 +479,15 @@ def fetch_fma_command(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server")] = 30,
 ) -> None:
     """Download FMA's metadata release (resumable), check its SHA-1, unpack the CSV files."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     try:
         check_sha1(sha1)
     except ValueError as exc:

@@ -10,10 +10,14 @@ stored whole in the bundle's manifest.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from training.mining import MINER_KINDS
-from training.model import ModelConfig
-from training.sampling import TRIPLET_KINDS
+if TYPE_CHECKING:  # the model module imports torch: read only where a model is built
+    from training.model import ModelConfig
+
+# The paper's fresh triplets (training/sampling.py) and online miners (training/mining.py).
+TRIPLET_KINDS: tuple[str, ...] = ("random", "genre")
+MINER_KINDS: tuple[str, ...] = ("semihard", "batch-hard")
 
 TRAINING_KINDS: tuple[str, ...] = TRIPLET_KINDS + MINER_KINDS
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
@@ -83,6 +87,8 @@ class TrainConfig:
         return self.triplets in MINER_KINDS
 
     def model_config(self, n_features: int) -> ModelConfig:
+        from training.model import ModelConfig
+
         return ModelConfig(
             n_features=n_features,
             width=self.width,

@@ -20,11 +20,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pytorch_metric_learning.distances import LpDistance
-from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
+
+from training.config import MINER_KINDS
+from training.extras import require
 
 MinerKind = Literal["semihard", "batch-hard"]
-MINER_KINDS: tuple[str, ...] = ("semihard", "batch-hard")
 
 
 class ArtistBatches:
@@ -58,11 +58,6 @@ class ArtistBatches:
         return np.concatenate(parts).astype(np.int64)
 
 
-# The paper's loss compares squared L2 distances; pytorch-metric-learning's default
-# distance would L2-normalise the embeddings and take plain L2.
-_SQUARED_L2 = LpDistance(normalize_embeddings=False, p=2, power=2)
-
-
 def mine_triplets(
     embeddings: torch.Tensor, labels: torch.Tensor, *, kind: MinerKind, margin: float
 ) -> torch.Tensor:
@@ -70,12 +65,19 @@ def mine_triplets(
 
     embeddings: (n, dim); labels: (n,) artist of each row. m may be 0.
     """
-    if kind == "semihard":
-        miner = TripletMarginMiner(margin=margin, type_of_triplets="semihard", distance=_SQUARED_L2)
-    elif kind == "batch-hard":
-        miner = BatchHardMiner(distance=_SQUARED_L2)
-    else:
+    if kind not in MINER_KINDS:
         raise ValueError(f"miner must be one of {MINER_KINDS}, got {kind!r}")
+    pml = require("pytorch_metric_learning.miners", extra="train")
+    distances = require("pytorch_metric_learning.distances", extra="train")
+    # The paper's loss compares squared L2 distances; pytorch-metric-learning's default
+    # distance would L2-normalise the embeddings and take plain L2.
+    squared_l2 = distances.LpDistance(normalize_embeddings=False, p=2, power=2)
+    if kind == "semihard":
+        miner = pml.TripletMarginMiner(
+            margin=margin, type_of_triplets="semihard", distance=squared_l2
+        )
+    else:
+        miner = pml.BatchHardMiner(distance=squared_l2)
     with torch.no_grad():
         anchors, positives, negatives = miner(embeddings, labels)
     return torch.stack([anchors, positives, negatives], dim=1).long()

@@ -16,8 +16,9 @@ from typing import Literal
 
 import numpy as np
 
+from training.config import TRIPLET_KINDS
+
 TripletKind = Literal["random", "genre"]
-TRIPLET_KINDS: tuple[str, ...] = ("random", "genre")
 # Rejection rounds before the remaining genre negatives fall back to random ones.
 _MAX_ROUNDS = 64
 

@@ -14,13 +14,17 @@ from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, 
 from app.routes.songs import check_genre, check_k, similar_songs
 from app.schemas import MAX_ID, AudioOut, ScoringName, SimilarFilters
 from app.similarity import add_and_index
-from training.audio.recipe import AudioError, decode, extract_features
+from training.extras import MissingExtra
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 
 
 def analyse_upload(data: bytes, *, name: str, excerpt_seconds: float) -> np.ndarray:
     """(518,) FMA features of the middle excerpt of an uploaded file."""
+    try:  # the audio extra may be absent: a features-only service answers the rest
+        from training.audio.recipe import AudioError, decode, extract_features
+    except MissingExtra as exc:
+        raise HTTPException(501, f"this server cannot analyse audio: {exc}") from exc
     if not data:
         raise HTTPException(422, f"{name}: the upload is empty")
     try:

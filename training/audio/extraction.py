@@ -36,16 +36,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mutagen
-import mutagen.id3
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from training.audio.journal import AnalysedTrack, Outcome, ResultStore, file_key
 from training.audio.recipe import AUDIO_EXTENSIONS, AudioError, features_from_file
+from training.data import FEATURES_FILE, GENRES_FILE, TRACKS_FILE
 from training.data.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
-from training.data.fma import FEATURES_FILE, GENRE_COLUMNS, GENRES_FILE, TOP_GENRES, TRACKS_FILE
+from training.data.fma import GENRE_COLUMNS, TOP_GENRES
+from training.extras import require
+
+# The audio extra: this module is imported only by the commands that extract.
+mutagen = require("mutagen", extra="audio")
+require("mutagen.id3", extra="audio")  # mutagen.id3.ID3: tags of WAV/AIFF files
+sf = require("soundfile", extra="audio")
 
 UNKNOWN_ARTIST = "unknown"
 STORE_FOLDER = ".musicsim-extract"

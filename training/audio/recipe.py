@@ -24,11 +24,14 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-import librosa
 import numpy as np
-import soundfile as sf
 
 from training.data.features import FEATURE_COLUMNS
+from training.extras import require
+
+# The audio extra: this module is imported only where audio is analysed.
+librosa = require("librosa", extra="audio")
+sf = require("soundfile", extra="audio")
 
 FRAME_LENGTH = 2048  # samples per analysis frame (STFT size, zcr frame)
 HOP_LENGTH = 512  # samples between frames

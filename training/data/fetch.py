@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.data.fma import FEATURES_FILE, GENRES_FILE, TRACKS_FILE
+from training.data import FEATURES_FILE, GENRES_FILE, TRACKS_FILE
 
 # The FMA authors' release (Defferrard et al., ISMIR 2017), see docs/fma-format.md.
 FMA_METADATA_URL = "https://os.unil.cloud.switch.ch/fma/fma_metadata.zip"

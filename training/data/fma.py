@@ -23,11 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.data import FEATURES_FILE, GENRES_FILE, TRACKS_FILE
 from training.data.features import FEATURE_COLUMNS, HEADER_NAMES, INDEX_NAME, N_FEATURES
 
-TRACKS_FILE = "tracks.csv"
-FEATURES_FILE = "features.csv"
-GENRES_FILE = "genres.csv"
 
 # (group, field) in tracks.csv -> the name the catalogue keeps it under.
 REQUIRED_TRACK_COLUMNS = {

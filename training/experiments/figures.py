@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from training.extras import require
+
 METRIC_LABELS = {
     "mean_auc": "mean AUC",
     "mean_average_precision": "mAP",
@@ -20,12 +22,9 @@ METRIC_LABELS = {
 
 
 def _pyplot():
-    import matplotlib
-
+    matplotlib = require("matplotlib", extra="train")
     matplotlib.use("Agg")  # files only; must be chosen before pyplot is imported
-    import matplotlib.pyplot as plt
-
-    return plt
+    return require("matplotlib.pyplot", extra="train")
 
 
 def plot_metrics(summary: list[dict[str, Any]], *, path: Path) -> Path:

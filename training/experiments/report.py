@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from training.data.fma import Catalogue
 from training.evaluation.maps import principal_plane
 from training.evaluation.metrics import draw_queries
 from training.evaluation.roc import AveragedROC, averaged_roc
 from training.evaluation.spaces import Space, SpaceScore, baseline_spaces, model_space
+from training.extras import require
 from training.runs import TrainedRun
+
+# The train extra: this module is imported only where a report is written.
+colormaps = require("matplotlib", extra="train").colormaps
+Figure = require("matplotlib.figure", extra="train").Figure
+MaxNLocator = require("matplotlib.ticker", extra="train").MaxNLocator
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from app.cli import app as cli
 from training.data.fetch import FetchError, extract_needed
 from training.data.fma import load_catalogue
-from training.data.synthetic import write_demo_catalogue
+from training.data.synthetic.catalogue import write_demo_catalogue
 
 CSV_FILES = ("tracks.csv", "features.csv", "genres.csv")
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from training.data.fma import load_catalogue
 from training.data.split import ZScore, split_artists
-from training.data.synthetic import write_demo_catalogue
+from training.data.synthetic.catalogue import write_demo_catalogue
 from training.evaluation.spaces import baseline_spaces, evaluate_spaces
 
 

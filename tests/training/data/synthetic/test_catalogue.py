@@ -11,13 +11,9 @@ import pandas as pd
 import pytest
 
 from training.data.features import FEATURE_COLUMNS, FEATURE_SIZES, STATISTICS
-from training.data.synthetic import (
-    DEFAULT_ARTISTS,
-    DEFAULT_TRACKS,
-    DemoCatalogue,
-    _csv_rows,
-    write_demo_catalogue,
-)
+from training.data.synthetic import DEFAULT_ARTISTS, DEFAULT_TRACKS
+from training.data.synthetic.catalogue import DemoCatalogue, write_demo_catalogue
+from training.data.synthetic.features_csv import _csv_rows
 
 N_TRACKS, N_ARTISTS = 600, 90
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.main import create_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "scripts" / "docker-entrypoint.sh"
 # Settings of the Milvus index backend, which another branch adds to app/config.py;
 # once Settings has them this allowance is moot.
