@@ -175,12 +175,20 @@ def _scores(d, scoring: Scoring, a: Neighbourhoods, b: Neighbourhoods) -> np.nda
         return d
     if scoring.name == "local-scaling":
         return d / np.sqrt(np.maximum(a.radius, _TINY) * np.maximum(b.radius, _TINY))
-    from scipy.special import log_ndtr
-
     # log P(X > d) for each song's Gaussian X; MP = P(X_a > d) P(X_b > d).
-    log_sf_a = log_ndtr((a.mean - d) / np.maximum(a.sd, _TINY))
-    log_sf_b = log_ndtr((b.mean - d) / np.maximum(b.sd, _TINY))
+    log_sf_a = _log_ndtr((a.mean - d) / np.maximum(a.sd, _TINY))
+    log_sf_b = _log_ndtr((b.mean - d) / np.maximum(b.sd, _TINY))
     return -(log_sf_a + log_sf_b)
+
+
+def _log_ndtr(z: np.ndarray) -> np.ndarray:
+    """log of the standard normal CDF, accurate far into the tails (no underflow to -inf).
+
+    torch's, because torch is a core dependency of the service and scipy is not.
+    """
+    import torch
+
+    return torch.special.log_ndtr(torch.from_numpy(np.asarray(z, dtype=np.float64))).numpy()
 
 
 def scored_blocks(

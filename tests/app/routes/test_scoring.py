@@ -28,7 +28,7 @@ def catalogue_rows(catalogue) -> SongRows:
     return SongRows.from_columns(
         catalogue.track_ids,
         catalogue.artist_ids,
-        [g if isinstance(g, str) else None for g in tracks["genre"]],
+        [g if isinstance(g, str) and g else None for g in tracks["genre"]],
         tracks["latitude"].to_numpy(dtype=np.float64),
         tracks["longitude"].to_numpy(dtype=np.float64),
     )
@@ -42,7 +42,7 @@ def test_every_scoring_and_filter_answers_the_exact_re_ranking(
         pytest.skip("the ranking does not depend on the database")
     rows = catalogue_rows(catalogue)
     vectors = bundle.embed(catalogue.features)
-    genre = rows.genres[0]
+    genre = "Rock"
     row = 0
     song = int(rows.ids[row])
     artist = int(rows.artist_ids[row])
@@ -85,11 +85,15 @@ def test_results_carry_a_similarity_in_the_unit_interval(client, catalogue):
         assert similarity == sorted(similarity, reverse=True)
 
 
-def test_a_song_posted_with_its_own_features_is_first_at_distance_zero(client, catalogue):
+def test_a_song_posted_with_its_own_features_is_its_own_first_result(client, catalogue):
+    # Not exactly 0: the network embeds one posted row and a 20,000-row batch with
+    # different float32 summation orders (~1e-6 apart); the distance itself is exact
+    # (tests/app/index/test_scored.py queries stored vectors and gets 0.0).
     for row in (0, 1, 2):
         body = {"features": catalogue.features[row].tolist(), "k": 3}
-        first = client.post("/songs/similar", json=body).json()["results"][0]
-        assert first["id"] == catalogue.track_ids[row] and first["distance"] == 0.0
+        results = client.post("/songs/similar", json=body).json()["results"]
+        assert results[0]["id"] == catalogue.track_ids[row] and results[0]["distance"] < 1e-4
+        assert results[0]["similarity"] == 1.0
 
 
 def test_unknown_scorings_are_refused_naming_the_allowed_ones(client, catalogue):
