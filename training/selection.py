@@ -42,6 +42,7 @@ class AutoConfig:
     scorings: tuple[str, ...] = SCORINGS
     scoring_k: int = 10
     candidates: tuple[str, ...] = ("zscore", "lda", "nca", "batch-hard", "paper")
+    nca_max_tracks: int = LinearTrainConfig.nca_max_tracks  # NCA's cost grows with its square
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 1.0:
@@ -61,11 +62,13 @@ CANDIDATES = ("zscore", "lda", "nca", "batch-hard", "paper")
 
 
 def candidate_config(
-    name: str, *, seed: int, train_fraction: float, epochs: int
+    name: str, *, seed: int, train_fraction: float, epochs: int, nca_max_tracks: int = 3000
 ) -> TrainConfig | LinearTrainConfig:
     """One candidate's run configuration (the repository's configs/ with `epochs` epochs)."""
     if name in ("zscore", "lda", "nca"):
-        return LinearTrainConfig(method=name, seed=seed, train_fraction=train_fraction)
+        return LinearTrainConfig(
+            method=name, seed=seed, train_fraction=train_fraction, nca_max_tracks=nca_max_tracks
+        )
     if name == "batch-hard":
         return TrainConfig(
             triplets="batch-hard",
@@ -134,7 +137,11 @@ def select_candidates(catalogue: Catalogue, config: AutoConfig) -> Selection:
     candidates, runs = [], {}
     for name in config.candidates:
         run_config = candidate_config(
-            name, seed=config.seed, train_fraction=inner_fraction, epochs=config.epochs
+            name,
+            seed=config.seed,
+            train_fraction=inner_fraction,
+            epochs=config.epochs,
+            nca_max_tracks=config.nca_max_tracks,
         )
         run = fit_run(known, run_config)
         runs[name] = run
@@ -164,6 +171,7 @@ def refit(catalogue: Catalogue, selection: Selection) -> TrainedRun:
         seed=config.seed,
         train_fraction=config.train_fraction,
         epochs=config.epochs,
+        nca_max_tracks=config.nca_max_tracks,
     )
     return fit_run(catalogue, run_config)
 
