@@ -177,7 +177,8 @@ class ScoredIndex:
         found = self._inner.search(
             queries, k=scoring.pool_for(k), where=where, exclude_song=exclude_song
         )
-        query_stats = self._query_stats(queries, exclude_song, scoring)
+        from_pool = (where is None or where.is_empty()) and exclude_song is None
+        query_stats = self._query_stats(queries, exclude_song, scoring, from_pool=from_pool)
         return [
             self._rerank(queries[q], candidates, k, scoring, query_stats, q)
             for q, candidates in enumerate(found)
@@ -205,6 +206,9 @@ class ScoredIndex:
         distances = exact_distances(query[None, :], self._inner.embeddings_of(ids))
         songs = self._stats_of(ids)
         mine = None if query_stats is None else query_stats.take(np.array([q]))
+        if mine is not None and np.isnan(mine.radius[0]):
+            nearest = np.sort(distances[0])[: self.scoring.k]
+            mine = Neighbourhoods(np.array([nearest.mean()]), mine.mean, mine.sd)
         score = scores(distances, scoring=scoring, queries=mine, songs=songs)[0]
         best = np.lexsort((ids, distances[0], score))[:k]  # ties: nearer, then lower id
         similarity = self._similarity(score[best], scoring)
@@ -214,14 +218,19 @@ class ScoredIndex:
         ]
 
     def _query_stats(
-        self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring
+        self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring, *, from_pool: bool
     ) -> Neighbourhoods | None:
         if scoring.name == "l2":
             return None
         if exclude_song is not None and exclude_song in self._pos and len(queries) == 1:
             return self._stats_of(np.array([exclude_song]))  # a stored song: its own row
-        # A cold-start query: its radius from its own neighbours in the catalogue.
-        rows = self._neighbourhood_rows(queries, own_ids=None)
+        # A cold-start query: its radius from its own nearest catalogue songs. An
+        # unfiltered pool holds them already (nearest first); a filtered one may not.
+        rows = self._neighbourhood_rows(
+            queries, own_ids=None, radii=not (from_pool or scoring.name == "mutual-proximity")
+        )
+        if from_pool and scoring.name == "local-scaling":
+            rows[:, RADIUS] = np.nan  # filled by _rerank from the pool's exact distances
         return Neighbourhoods(rows[:, RADIUS], rows[:, MEAN], rows[:, SD])
 
     def _stats_of(self, ids: np.ndarray) -> Neighbourhoods:
@@ -259,16 +268,20 @@ class ScoredIndex:
 
     # --- neighbourhoods and their upkeep ---------------------------------------------
 
-    def _neighbourhood_rows(self, vectors: np.ndarray, *, own_ids: np.ndarray | None) -> np.ndarray:
+    def _neighbourhood_rows(
+        self, vectors: np.ndarray, *, own_ids: np.ndarray | None, radii: bool = True
+    ) -> np.ndarray:
         """(n, 4) radius, k-th distance, mean and sd for these vectors, from the index.
 
         own_ids: the songs these vectors are (left out of their own neighbours and
         sample), or None for cold-start queries that are not in the catalogue.
+        radii: False skips the neighbour search (radius and k-th left at 0).
         """
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         out = np.zeros((len(vectors), COLUMNS))
         k = self.scoring.k
-        found = self._inner.search(vectors, k=k + 1 if own_ids is not None else k)
+        n_search = (k + 1 if own_ids is not None else k) if radii else 0
+        found = self._inner.search(vectors, k=n_search) if n_search else [[]] * len(vectors)
         for row, neighbours in enumerate(found):
             ids = [n.song_id for n in neighbours]
             if own_ids is not None:

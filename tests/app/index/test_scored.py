@@ -57,7 +57,7 @@ def test_the_top_k_equals_the_exact_re_ranking_of_the_whole_catalogue(small, nam
         )[0]
         allowed = allowed_by(rows, where, exclude_row=row)
         expected = reference_top(
-            rows, vectors, vectors[row], name=name, k=7, allowed=allowed, own=row
+            rows, vectors, vectors[row], name=name, k=7, allowed=allowed, own=row, k_radius=K_RADIUS
         )
         assert [n.song_id for n in got] == expected
     cold = vectors[5] * 0.5 + vectors[60] * 0.5  # not a stored song
