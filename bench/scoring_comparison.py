@@ -46,6 +46,8 @@ def local_scaling_gain(summary: list[dict], name: str) -> str:
     l2, ls = rows["l2"], rows["local-scaling"]
     gain = ls["mean_auc_mean"] - l2["mean_auc_mean"]
     sd = max(l2["mean_auc_std"], ls["mean_auc_std"])
+    if sd == 0:  # a single seed so far: no spread to compare with
+        return f"{name}: {ls['mean_auc_mean']:.4f} against {l2['mean_auc_mean']:.4f} (one seed)"
     verdict = "above" if gain > 3 * sd else "NOT above"
     return (
         f"{name}: {ls['mean_auc_mean']:.4f} against {l2['mean_auc_mean']:.4f}, "
@@ -72,35 +74,37 @@ def main() -> None:
     seeds = list(range(args.seeds))
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
     scorings = [Scoring(name) for name in SCORINGS]
-    result = compare_runs(
-        catalogue,
-        specs(args.epochs, args.nca_tracks),
-        seeds=seeds,
-        train_artists=sizes,
-        scorings=scorings,
-        on_run=lambda r: print(
-            f"seed {r['seed']} {r['train_artists']} {r['name']} {r['scoring']}: "
-            f"{r['mean_auc']:.4f}",
-            flush=True,
-        ),
-    )
-    summary = result.summary()
-    autos = []
+    # Seed by seed, rewriting the report after each: an interrupted run still
+    # leaves every finished seed on record (the report says how many).
+    result, autos = None, []
     for seed in seeds:
-        selection = select_candidates(
-            catalogue, AutoConfig(seed=seed, epochs=args.epochs, nca_max_tracks=args.nca_tracks)
+        done = compare_runs(
+            catalogue,
+            specs(args.epochs, args.nca_tracks),
+            seeds=[seed],
+            train_artists=sizes,
+            scorings=scorings,
+            on_run=lambda r: print(
+                f"seed {r['seed']} {r['train_artists']} {r['name']} {r['scoring']}: "
+                f"{r['mean_auc']:.4f}",
+                flush=True,
+            ),
         )
+        if result is None:
+            result = done
+        else:
+            result.records.extend(done.records)
+        auto = AutoConfig(seed=seed, epochs=args.epochs, nca_max_tracks=args.nca_tracks)
+        selection = select_candidates(catalogue, auto)
         run = refit(catalogue, selection)
         scoring = chosen_scoring(selection)
         (row,) = evaluate_run(catalogue, run, seed=seed, spaces=("model",), scorings=(scoring,))
         autos.append((seed, selection.best, row))
         print(f"auto seed {seed}: {selection.best.name} {selection.best.scoring}", flush=True)
-    minutes = (time.perf_counter() - started) / 60
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        report(args, catalogue, summary, autos, minutes),
-    )
-    (args.out.with_suffix(".json")).write_text(json.dumps(result.as_json(), indent=1) + "\n")
+        minutes = (time.perf_counter() - started) / 60
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report(args, catalogue, result.summary(), autos, minutes))
+        args.out.with_suffix(".json").write_text(json.dumps(result.as_json(), indent=1) + "\n")
     print(f"wrote {args.out} in {minutes:.1f} min")
 
 
