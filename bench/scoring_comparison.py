@@ -2,8 +2,10 @@
 
 Regenerates docs/comparison.md in one command (CPU only, minutes at the sizes below):
 
-    PYTHONPATH=. .venv/bin/python bench/scoring_comparison.py --tracks 2000 --artists 300 \\
-        --seeds 5 --epochs 10 --sizes 50,200,all --nca-tracks 500 --out docs/comparison.md
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/scoring_comparison.py \\
+        --tracks 4000 --artists 800 --seeds 5 --epochs 10 --sizes 50,200,all --nca-tracks 500
+
+(one BLAS thread: on a loaded machine, oversubscribed threads made it ten times slower)
 
 The catalogue is the synthetic demo catalogue (training/data/synthetic): its
 figures show the machinery works, not how the methods rank on real music.
@@ -118,11 +120,13 @@ def report(args, catalogue, summary, autos, minutes: float) -> str:
         "machinery (scorings, hubness, selection) and the size of effects on this generator",
         "only; issue 15 reports how the methods rank on 422 real clips.",
         "",
-        f"Regenerate with one command (this run took {minutes:.0f} min on 2 shared CPU cores):",
+        f"Seeds finished: {len(autos)} of {args.seeds}. Regenerate with one command (this run",
+        f"took {minutes:.0f} min on 2 CPU cores shared with other jobs; one BLAS thread):",
         "",
         "```",
-        f"PYTHONPATH=. .venv/bin/python bench/scoring_comparison.py --tracks {args.tracks} "
-        f"--artists {args.artists} --seeds {args.seeds} --epochs {args.epochs} "
+        "OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/scoring_comparison.py "
+        f"--tracks {args.tracks} --artists {args.artists} --seeds {args.seeds} "
+        f"--epochs {args.epochs} "
         f"--nca-tracks {args.nca_tracks} "
         f"--sizes {args.sizes} --out {args.out}",
         "```",
@@ -130,6 +134,7 @@ def report(args, catalogue, summary, autos, minutes: float) -> str:
         f"Scaled down to fit the machine: networks train {args.epochs} epochs (the paper: 200),",
         f"NCA fits on {args.nca_tracks} tracks. Each seed draws the paper's 70/30 artist split;",
         "one query per evaluation artist; mean ± sample sd over seeds. Scorings use k = 10;",
+        "artists with a single track take no part in the split (the counts in brackets).",
         "hubness columns are means over seeds of the evaluation songs' top-10 k-occurrence.",
         "",
         "## Local scaling against l2 (all training artists)",
