@@ -101,6 +101,21 @@ class Settings(BaseSettings):
         False,
         description="Serve a model whose feature statistics do not fit the catalogue",
     )
+    # Scoring (training.evaluation.scoring): how the service ranks its L2 candidates.
+    scoring: Literal["l2", "local-scaling", "mutual-proximity"] | None = Field(
+        None, description="Default scoring of similarity queries; empty = the bundle's"
+    )
+    scoring_k: int | None = Field(
+        None, ge=1, le=1000, description="Neighbours of a song's radius; empty = the bundle's"
+    )
+    scoring_pool: int = Field(
+        100, ge=100, le=100_000, description="L2 candidates re-ranked: max(10 k, this)"
+    )
+
+    @field_validator("scoring", "scoring_k", mode="before")
+    @classmethod
+    def _empty_is_the_bundles(cls, value):
+        return None if value == "" else value
 
     @field_validator("index_cache_dir", mode="before")
     @classmethod

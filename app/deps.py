@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from app.index.protocol import SongIndex
+from app.index.scored import ScoredIndex
 from app.service import Service
 from app.song_map import SongMapCache
 from training.artefacts import Bundle
@@ -27,7 +27,7 @@ def get_session(service: ServiceDep) -> Iterator[Session]:
         yield session
 
 
-def get_index(service: ServiceDep) -> SongIndex:
+def get_index(service: ServiceDep) -> ScoredIndex:
     return service.index
 
 
@@ -36,7 +36,7 @@ def get_bundle(service: ServiceDep) -> Bundle:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-IndexDep = Annotated[SongIndex, Depends(get_index)]
+IndexDep = Annotated[ScoredIndex, Depends(get_index)]
 BundleDep = Annotated[Bundle, Depends(get_bundle)]
 
 

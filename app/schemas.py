@@ -88,7 +88,12 @@ class SimilarSong(BaseModel):
     title: str | None
     artist: ArtistRef
     genre: str | None
-    distance: float = Field(description="L2 distance in the embedding space")
+    distance: float = Field(description="L2 distance in the embedding space (exact, float64)")
+    similarity: float | None = Field(
+        None,
+        description="In [0, 1]: the share of random catalogue song pairs that the scoring "
+        "ranks as less alike than this result (README, 'Scorings')",
+    )
     album: str | None = None
     duration: float | None = Field(None, description="Seconds, when known")
     audio_url: str | None = None  # GET /songs/{id}/audio, for songs that keep their file
@@ -118,9 +123,14 @@ class SimilarFilters(Strict):
         )
 
 
+ScoringName = Literal["l2", "local-scaling", "mutual-proximity"]  # training.evaluation.scoring
+ScoringField = Field(None, description="How candidates are ranked; default MUSICSIM_SCORING")
+
+
 class FeaturesQuery(SimilarFilters):
     features: FeatureVector
     k: K = 10
+    scoring: ScoringName | None = ScoringField
 
 
 class BatchItem(Strict):
@@ -130,6 +140,7 @@ class BatchItem(Strict):
 class BatchQuery(SimilarFilters):
     items: list[BatchItem] = Field(min_length=1)
     k: K = 10
+    scoring: ScoringName | None = ScoringField
 
 
 class BatchOut(BaseModel):
@@ -186,6 +197,12 @@ class LabelledSong(Strict):
 
 class EvaluateIn(Strict):
     space: Literal["raw", "zscore", "model"] = "model"
+    scoring: ScoringName | None = Field(
+        None,
+        description="How distances rank songs; default: the bundle's scoring for the "
+        "model space, l2 for raw and zscore",
+    )
+    scoring_k: int = Field(10, ge=1, le=1000, description="Neighbours of a song's radius")
     seed: int = 0
     songs: list[LabelledSong] | None = Field(
         None, min_length=2, description="A labelled set to score instead of the catalogue"
@@ -203,6 +220,11 @@ class EvaluateOut(BaseModel):
     mean_average_precision: float
     recall_at_10: float
     ndcg_at_10: float
+    scoring: str
+    hubness_skewness: float = Field(description="Skewness of the songs' top-10 k-occurrence")
+    antihub_share: float = Field(description="Share of songs in no song's top 10")
+    max_k_occurrence: int = Field(description="Most top-10 lists one song is in")
+    coverage: float = Field(description="Share of songs in at least one top 10")
 
 
 class FieldError(BaseModel):
@@ -222,12 +244,20 @@ class ModelInfo(BaseModel):
     manifest_sha256: str
 
 
+class ScoringInfo(BaseModel):
+    name: str = Field(description="The default scoring (MUSICSIM_SCORING or the bundle's)")
+    k: int = Field(description="Neighbours whose mean distance is a song's radius")
+    pool: int = Field(description="At least this many L2 candidates are re-ranked")
+    allowed: list[str]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     songs_indexed: int
     # As built (IVF kinds may fall back to simpler ones); "milvus" on the Milvus backend.
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "milvus"]
     model: ModelInfo
+    scoring: ScoringInfo
 
 
 class SongPage(BaseModel):

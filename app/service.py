@@ -18,7 +18,7 @@ from app.config import Settings
 from app.db import open_database
 from app.index.follower import CatalogueFollower
 from app.index.loading import open_index
-from app.index.protocol import SongIndex
+from app.index.scored import ScoredIndex
 from training.artefacts import Bundle, load_bundle
 
 log = logging.getLogger("musicsim")
@@ -30,7 +30,7 @@ class Service:
     engine: Engine
     sessions: sessionmaker[Session]
     bundle: Bundle
-    index: SongIndex
+    index: ScoredIndex  # any backend, searched through the scorings
     follower: CatalogueFollower
 
     def close(self) -> None:

@@ -39,6 +39,7 @@ from safetensors.torch import save_file as save_torch
 from training.data.features import FEATURE_COLUMNS
 from training.data.fma import file_sha256
 from training.data.split import ArtistSplit, ZScore
+from training.evaluation.scoring import Scoring
 from training.model import (
     Embedder,
     LinearConfig,
@@ -86,6 +87,14 @@ class Bundle:
         """Width of the vectors `embed` returns (what the index stores)."""
         return self.model.embedding_dim
 
+    @property
+    def scoring(self) -> Scoring:
+        """The scoring the bundle was chosen with (l2 for bundles that record none)."""
+        try:
+            return Scoring(**self.manifest.get("scoring", {}))
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{self.path}: the manifest's scoring is invalid: {exc}") from exc
+
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, n_features) raw features -> (n, embedding_dim) float32 embeddings."""
         return embed(self.model, self.zscore.apply(features))
@@ -111,6 +120,7 @@ def save_bundle(
     data_fingerprint: str,
     metrics: dict[str, Any] | None = None,
     name: str | None = None,
+    scoring: Scoring | None = None,
     selection: dict[str, Any] | None = None,
 ) -> Path:
     """Write the bundle into a temporary folder, then move it into place whole.
@@ -136,7 +146,8 @@ def save_bundle(
             "data": {"fingerprint": data_fingerprint},
             "versions": library_versions(),
             "metrics": metrics or {},
-            **({"selection": selection} if selection else {}),
+            "scoring": (scoring or Scoring()).as_dict(),
+            **({"selection": selection} if selection is not None else {}),
             "files": {f: file_sha256(tmp / f) for f in (WEIGHTS, ZSCORE, SPLIT)},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

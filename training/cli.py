@@ -56,11 +56,33 @@ EveryTrackOption = Annotated[
     ),
 ]
 
+ScoringOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scoring",
+        help="l2, local-scaling or mutual-proximity; repeat to score each (default: l2, "
+        "or for a bundle's model row the scoring it records)",
+    ),
+]
+ScoringKOption = Annotated[
+    int, typer.Option("--scoring-k", help="Neighbours whose mean distance is a song's radius")
+]
+
 
 def fail(message: str) -> typer.Exit:
     # escaped: messages quote user input and pip extras ("musicsim[audio]"), not markup
     console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=2)
+
+
+def parse_scorings(names: list[str] | None, k: int) -> list:
+    """Scorings named on the command line; a bad name or k exits 2 naming the allowed values."""
+    from training.evaluation.scoring import Scoring
+
+    try:
+        return [Scoring(name, k=k) for name in (names or ["l2"])]
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
 
 
 def read_catalogue(data: Path) -> Catalogue:
@@ -101,14 +123,16 @@ def print_scores(rows: list[SpaceScore], *, title: str, paper: dict[str, float] 
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("space", "mean AUC", "mAP", "recall@10", "nDCG@10", "queries", "songs"):
+    columns = ("space", "scoring", "mean AUC", "mAP", "recall@10", "nDCG@10", "queries", "songs")
+    for column in (*columns, "N10 skew", "antihubs"):
         table.add_column(column)
     if paper:
         table.add_column("paper (full FMA)")
     for row in rows:
-        cells = [row.space, f"{row.mean_auc:.3f}", f"{row.mean_average_precision:.3f}"]
+        cells = [row.space, row.scoring, f"{row.mean_auc:.3f}", f"{row.mean_average_precision:.3f}"]
         cells += [f"{row.recall_at_10:.3f}", f"{row.ndcg_at_10:.3f}"]
         cells += [str(row.n_queries), str(row.n_songs)]
+        cells += [f"{row.hubness_skewness:.2f}", f"{row.antihub_share:.3f}"]
         if paper:
             cells.append(f"{paper[row.space]:.3f}" if row.space in paper else "")
         table.add_row(*cells)
@@ -156,11 +180,35 @@ def train(
             help="TOML run configuration (see `musicsim compare`); options given here override it",
         ),
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="paper (the paper's network, or --config), or auto: choose among z-score, "
+            "LDA, NCA, batch-hard and the paper's network x each scoring on validation artists"
+        ),
+    ] = "paper",
+    auto_epochs: Annotated[
+        int, typer.Option(min=1, help="auto: epochs of each network candidate")
+    ] = 20,
+    scoring: Annotated[
+        str | None,
+        typer.Option(help="Scoring the bundle records (l2, local-scaling, mutual-proximity)"),
+    ] = None,
+    scoring_k: ScoringKOption = 10,
 ) -> None:
     """Train a triplet network (or a linear metric) and save it as a bundle."""
     from training.artefacts import save_bundle
     from training.experiments.paper import PAPER_TABLE1, evaluate_run
     from training.train import train_on_catalogue
+
+    if method not in ("paper", "auto"):
+        raise fail(f"method must be paper or auto, got {method!r}")
+    if method == "auto":
+        if scoring is not None or config_file is not None:
+            raise fail("--method auto chooses the scoring and configuration itself")
+        train_auto(data=data, out=out, seed=seed, epochs=auto_epochs, scoring_k=scoring_k)
+        return
+    (recorded,) = parse_scorings([scoring or "l2"], scoring_k)
 
     flags = dict(
         triplets=triplets,
@@ -185,9 +233,11 @@ def train(
             run = train_on_catalogue(catalogue, config, on_epoch=callbacks[f"triplet-{triplets}"])
         except ValueError as exc:
             raise fail(str(exc)) from exc
-    rows = evaluate_run(catalogue, run, seed=seed)
+    rows = evaluate_run(catalogue, run, seed=seed, scorings=(recorded,))
     metrics = {"evaluation": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}
-    save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics)
+    save_bundle(
+        run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics, scoring=recorded
+    )
     print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
     console.print(f"saved bundle to {out}")
     # After save_bundle, which replaces the folder whole; the bundle's hashes ignore report/.
@@ -196,6 +246,45 @@ def train(
         out, catalogue, runs={"model": run}, rows=rows, seed=seed,
         title=f"musicsim train --triplets {triplets} ({out})", paper=paper_rows,
     )  # fmt: skip
+
+
+def train_auto(*, data: Path, out: Path, seed: int, epochs: int, scoring_k: int) -> None:
+    """`musicsim train --method auto`: select on validation artists, refit, evaluate, save."""
+    from training.artefacts import save_bundle
+    from training.experiments.paper import evaluate_run
+    from training.selection import AutoConfig, chosen_scoring, refit, select_candidates
+
+    try:
+        config = AutoConfig(seed=seed, epochs=epochs, scoring_k=scoring_k)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    catalogue = read_catalogue(data)
+    try:
+        selection = select_candidates(catalogue, config)
+        run = refit(catalogue, selection)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    for c in sorted(selection.candidates, key=lambda c: c.key(), reverse=True):
+        console.print(
+            f"  {c.name:>10} {c.scoring:>17}: validation AUC {c.mean_auc:.4f} "
+            f"mAP {c.mean_average_precision:.4f}"
+        )
+    best = selection.best
+    console.print(f"chose {best.name} with {best.scoring} (validation AUC {best.mean_auc:.4f})")
+    scoring = chosen_scoring(selection)
+    rows = evaluate_run(catalogue, run, seed=seed, scorings=(scoring,))
+    metrics = {"evaluation": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}
+    save_bundle(
+        run,
+        out_dir=out,
+        data_fingerprint=catalogue.fingerprint,
+        metrics=metrics,
+        name=f"auto-{best.name}",
+        scoring=scoring,
+        selection=selection.as_dict(),
+    )
+    print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
+    console.print(f"saved bundle to {out}")
 
 
 def write_report(folder: Path, catalogue: Catalogue, **details) -> None:
@@ -249,20 +338,39 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the query draw")] = 0,
     as_json: JsonOption = False,
     every_track: EveryTrackOption = False,
+    scoring: ScoringOption = None,
+    scoring_k: ScoringKOption = 10,
 ) -> None:
     """Retrieval scores of raw, z-scored and the model's space on its evaluation artists."""
     from training.artefacts import BundleError, load_bundle
     from training.experiments.paper import evaluate_run
 
+    scorings = parse_scorings(scoring, scoring_k)
     try:
         bundle = load_bundle(model)
+        recorded = bundle.scoring
     except BundleError as exc:
         raise fail(str(exc)) from exc
     catalogue = read_catalogue(data)
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")
     try:
-        rows = evaluate_run(catalogue, bundle, seed=seed, every_track=every_track)
+        if scoring:
+            rows = evaluate_run(
+                catalogue, bundle, seed=seed, every_track=every_track, scorings=scorings
+            )
+        else:  # the baselines by L2, the model by the scoring it was chosen with
+            rows = evaluate_run(
+                catalogue, bundle, seed=seed, every_track=every_track, spaces=("raw", "zscore")
+            )
+            rows += evaluate_run(
+                catalogue,
+                bundle,
+                seed=seed,
+                every_track=every_track,
+                spaces=("model",),
+                scorings=(recorded,),
+            )
     except ValueError as exc:
         raise fail(f"{exc} (are these the model's data?)") from exc
     if as_json:
@@ -281,11 +389,14 @@ def paper(
     epochs: Annotated[int, typer.Option()] = TrainConfig.epochs,
     seed: SeedOption = TrainConfig.seed,
     as_json: JsonOption = False,
+    scoring: ScoringOption = None,
+    scoring_k: ScoringKOption = 10,
 ) -> None:
     """Train both triplet variants and print the paper's Table 1 beside ours."""
     from training.artefacts import save_bundle
     from training.experiments.paper import PAPER_TABLE1, reproduce_table1
 
+    scorings = parse_scorings(scoring, scoring_k)
     catalogue = read_catalogue(data)
     labels = ["triplet-random", "triplet-genre"]
     with epoch_progress(labels, epochs) as callbacks:
@@ -293,6 +404,7 @@ def paper(
             catalogue,
             base=TrainConfig(epochs=epochs, seed=seed),
             on_epoch={"random": callbacks["triplet-random"], "genre": callbacks["triplet-genre"]},
+            scorings=scorings,
         )
     if out is not None:
         for name, run in table.runs.items():
@@ -345,10 +457,14 @@ def compare(
         Path | None, typer.Option(help="Folder for comparison.json and the PNG figures")
     ] = None,
     as_json: JsonOption = False,
+    scoring: ScoringOption = None,
+    scoring_k: ScoringKOption = 10,
 ) -> None:
     """Train and evaluate several configurations over the same seeds and splits."""
     from training.experiments.compare import compare_runs, load_run_spec, summary_markdown
     from training.experiments.figures import plot_metrics, plot_size_sweep
+
+    scorings = parse_scorings(scoring, scoring_k)
 
     try:
         specs = [load_run_spec(path) for path in configs]
@@ -359,7 +475,8 @@ def compare(
 
     def on_run(record: dict) -> None:
         console.print(
-            f"seed {record['seed']} artists {record['train_artists']} {record['name']}: "
+            f"seed {record['seed']} artists {record['train_artists']} {record['name']} "
+            f"({record['scoring']}): "
             f"AUC {record['mean_auc']:.4f} mAP {record['mean_average_precision']:.4f} "
             f"({record['seconds']:.0f} s)"
         )
@@ -373,6 +490,7 @@ def compare(
             every_track=every_track,
             baselines=baselines,
             on_run=on_run,
+            scorings=scorings,
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
@@ -382,6 +500,8 @@ def compare(
         out.mkdir(parents=True, exist_ok=True)
         (out / "comparison.json").write_text(json.dumps(result.as_json(), indent=2) + "\n")
         (out / "summary.md").write_text(summary_markdown(summary))
+        if len(scorings) > 1:  # one bar or line per configuration and scoring
+            summary = [{**r, "name": f"{r['name']} ({r['scoring']})"} for r in summary]
         plot_metrics(summary, path=out / "comparison-metrics.png")
         if len(sizes) > 1:
             plot_size_sweep(summary, path=out / "comparison-size-sweep.png")
@@ -399,12 +519,12 @@ def print_summary(summary: list[dict], *, title: str) -> None:
     from training.experiments.compare import METRICS
 
     table = Table(title=title)
-    for column in ("configuration", "training artists", "seeds", "mean AUC", "mAP"):
+    for column in ("configuration", "scoring", "training artists", "seeds", "mean AUC", "mAP"):
         table.add_column(column)
     for column in ("recall@10", "nDCG@10", "seconds"):
         table.add_column(column)
     for row in summary:
-        cells = [row["name"], str(row["train_artists"]), str(row["n_seeds"])]
+        cells = [row["name"], row["scoring"], str(row["train_artists"]), str(row["n_seeds"])]
         for metric in (*METRICS, "seconds"):
             cells.append(f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f}")
         table.add_row(*cells)

@@ -13,6 +13,8 @@ fingerprint says the entry should match, the spot check shows that it does.
                              embeddings.npy     (n_songs, dim) float32, memory-mapped
                              index-<spec>.faiss approximate indexes built from it
                              index-<spec>.faiss.sha256   its SHA-256
+                             <name>.npy         per-song arrays derived from the index
+                                                (scoring neighbourhoods, app.index.scored)
 
 Entries are written in a temporary folder, fsynced, and renamed into place (the
 folder fsynced too), so a crash never leaves a half-written entry behind a valid
@@ -178,6 +180,24 @@ class EmbeddingCache:
         digest.replace(path.with_name(path.name + ".sha256"))
         partial.replace(path)
         _fsync(folder)
+
+    def load_array(self, key: CacheKey, name: str) -> np.ndarray | None:
+        """A per-song array saved beside the entry's embeddings, or None when absent."""
+        path = self.root / key.digest() / f"{name}.npy"
+        try:
+            array = np.load(path)
+        except (OSError, ValueError):
+            return None
+        return array if len(array) == key.n_songs else None
+
+    def save_array(self, key: CacheKey, name: str, array: np.ndarray) -> None:
+        """Keep an array with the entry (written aside, then renamed into place)."""
+        folder = self.root / key.digest()
+        if not folder.is_dir():
+            return
+        partial = folder / f"{name}.{os.getpid()}.partial.npy"
+        np.save(partial, array)
+        partial.replace(folder / f"{name}.npy")
 
     def _prune(self, *, keep: Path) -> None:
         entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]

@@ -224,6 +224,12 @@ class FaissSongIndex:
         with self._lock.reading():
             return self._vectors.take(np.array([self._row_of[song_id]]))[0]
 
+    def embeddings_of(self, song_ids: np.ndarray) -> np.ndarray:
+        """(len(song_ids), dim) stored float32 embeddings; KeyError for one not indexed."""
+        with self._lock.reading():
+            rows = np.array([self._row_of[int(i)] for i in song_ids], dtype=np.int64)
+            return self._vectors.take(rows)
+
     def search(
         self,
         vectors: np.ndarray,

@@ -25,21 +25,23 @@ from app.catalogue.reads import (
     read_song_rows,
 )
 from app.config import Settings
-from app.index.cache import CacheKey, EmbeddingCache, spot_check
+from app.index.cache import CacheKey, EmbeddingCache, spec_digest, spot_check
 from app.index.faiss_index import FaissSongIndex
 from app.index.follower import index_missing_songs
 from app.index.kinds import IndexSpec
-from app.index.protocol import SongIndex
+from app.index.scored import ScoredIndex
 from training.artefacts import Bundle
+from training.evaluation.scoring import Scoring
 
 log = logging.getLogger("musicsim.index")
 # Songs read and embedded per step: bounded memory at any size.
 EMBED_CHUNK = 20_000
 
 
-def open_index(session: Session, settings: Settings, bundle: Bundle) -> SongIndex:
-    """The configured index, holding every song stored in the database."""
+def open_index(session: Session, settings: Settings, bundle: Bundle) -> ScoredIndex:
+    """The configured index, holding every song stored in the database, searched by scoring."""
     dim = bundle.embedding_dim
+    scoring = service_scoring(settings, bundle)
     if settings.index_backend == "faiss":
         cache = EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None
         return build_index(
@@ -49,13 +51,25 @@ def open_index(session: Session, settings: Settings, bundle: Bundle) -> SongInde
             spec=index_spec(settings),
             cache=cache,
             model_sha256=bundle.manifest_sha256,
+            scoring=scoring,
         )
     index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
     # The collection outlives restarts: drop songs deleted while this process was away.
     stale = np.setdiff1d(index.stored_ids(), read_song_ids(session))
     index.remove(stale)
     index_missing_songs(session, index, bundle.embed)
-    return index
+    return ScoredIndex.build(index, scoring=scoring)
+
+
+def service_scoring(settings: Settings, bundle: Bundle) -> Scoring:
+    """MUSICSIM_SCORING and MUSICSIM_SCORING_K where set, else the scoring the bundle records."""
+    chosen = bundle.scoring
+    return Scoring(
+        settings.scoring or chosen.name,
+        k=settings.scoring_k or chosen.k,
+        pool=settings.scoring_pool,
+        sample=chosen.sample,
+    )
 
 
 def open_milvus_collection(settings: Settings, *, dim: int, model_sha256: str):
@@ -112,15 +126,19 @@ def build_index(
     spec: IndexSpec | None = None,
     cache: EmbeddingCache | None = None,
     model_sha256: str = "",
-) -> FaissSongIndex:
-    """Index every stored song, reusing persisted embeddings and index when they match."""
+    scoring: Scoring | None = None,
+) -> ScoredIndex:
+    """Index every stored song, reusing persisted embeddings, index and radii when they match."""
     spec = spec or IndexSpec()
+    scoring = scoring or Scoring()
     version = catalogue_version(session)  # first: a change after this makes the key stale
     rows = read_song_rows(session)
     if cache is None:
         in_memory = np.empty((len(rows), dim), dtype=np.float32)
         embed_songs(session, rows.ids, embed, in_memory)
-        return FaissSongIndex.from_embeddings(rows, in_memory, spec)
+        return ScoredIndex.build(
+            FaissSongIndex.from_embeddings(rows, in_memory, spec), scoring=scoring
+        )
     key = CacheKey.of(model_sha256=model_sha256, catalogue_version=version, ids=rows.ids, dim=dim)
     try:
         embeddings = _reusable_embeddings(session, cache, key, rows.ids, embed)
@@ -133,9 +151,9 @@ def build_index(
             cache.root,
             exc,
         )
-        return build_index(session, embed, dim, spec=spec, cache=None)
+        return build_index(session, embed, dim, spec=spec, cache=None, scoring=scoring)
     if embeddings is None:  # written, then unreadable (e.g. removed meanwhile): keep in memory
-        return build_index(session, embed, dim, spec=spec, cache=None)
+        return build_index(session, embed, dim, spec=spec, cache=None, scoring=scoring)
     stored = cache.load_index(key, spec) if spec.approximate else None
     index = FaissSongIndex.from_embeddings(rows, embeddings, spec, faiss_index=stored)
     if spec.approximate and stored is None:
@@ -143,7 +161,16 @@ def build_index(
             cache.save_index(key, spec, index.faiss_index)
         except OSError as exc:
             log.warning("cannot persist the index in %s (%s)", cache.root, exc)
-    return index
+    # Radii come from searching this index, so they are kept per index spec and scoring k.
+    name = f"neighbourhoods-{spec_digest(spec)}-k{scoring.k}-s{scoring.sample}"
+    saved = cache.load_array(key, name)
+    scored = ScoredIndex.build(index, scoring=scoring, saved=saved)
+    if saved is None:
+        try:
+            cache.save_array(key, name, scored.table)
+        except OSError as exc:
+            log.warning("cannot persist the neighbourhoods in %s (%s)", cache.root, exc)
+    return scored
 
 
 def _reusable_embeddings(

@@ -186,6 +186,18 @@ class MilvusSongIndex:
             raise KeyError(song_id)
         return np.asarray(found[0]["embedding"], dtype=np.float32)
 
+    def embeddings_of(self, song_ids: np.ndarray) -> np.ndarray:
+        """(len(song_ids), dim) stored embeddings, in the order asked; KeyError when absent."""
+        ids = [int(i) for i in song_ids]
+        if not ids:
+            return np.empty((0, self.dim), dtype=np.float32)
+        found = self._client.get(self.collection, ids=ids, output_fields=["embedding"])
+        by_id = {int(row["id"]): row["embedding"] for row in found}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise KeyError(missing[0])
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
     def search(
         self,
         vectors: np.ndarray,

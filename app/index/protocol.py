@@ -42,6 +42,9 @@ class SongFilter:
 class Neighbour:
     song_id: int
     distance: float  # L2 distance in the embedding space
+    # In [0, 1]: the share of random catalogue pairs scored worse (app.index.scored); the
+    # backends leave it None, the scored index that wraps them sets it.
+    similarity: float | None = None
 
 
 def haversine_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
@@ -84,6 +87,10 @@ class SongIndex(Protocol):
 
     def embedding_of(self, song_id: int) -> np.ndarray:
         """The stored embedding of an indexed song; KeyError when absent."""
+        ...
+
+    def embeddings_of(self, song_ids: np.ndarray) -> np.ndarray:
+        """(len(song_ids), dim) stored embeddings, in that order; KeyError for one absent."""
         ...
 
     def search(

@@ -20,7 +20,7 @@ from app.catalogue import CatalogueError
 from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
-from app.schemas import MAX_ID, AudioOut, SimilarFilters, refuse_nul
+from app.schemas import MAX_ID, AudioOut, ScoringName, SimilarFilters, refuse_nul
 from app.similarity import add_and_index
 from training.extras import MissingExtra, ensure
 
@@ -77,6 +77,7 @@ def read_similar_to_audio(
     add: Annotated[bool, Form(description="Also store the song (needs title, artist)")] = False,
     title: Annotated[str | None, Form(max_length=1024)] = None,
     artist: Annotated[str | None, Form(max_length=512, description="Artist id or name")] = None,
+    scoring: Annotated[ScoringName | None, Form(description="Default MUSICSIM_SCORING")] = None,
 ) -> AudioOut:
     """Neighbours of an uploaded recording; with add=true it is stored as a cold-start song."""
     check_k(k, service)
@@ -105,7 +106,7 @@ def read_similar_to_audio(
     embedding = bundle.embed(features[None, :])
     if not np.isfinite(embedding).all():
         raise HTTPException(422, f"{name}: its features cannot be embedded (not finite)")
-    found = index.search(embedding, k=k, where=filters.to_filter())
+    found = index.search(embedding, k=k, where=filters.to_filter(), scoring=scoring)
     results = similar_songs(session, found[0])
     song_id = None
     if add:

@@ -18,6 +18,7 @@ from app.orm import FMA
 from app.schemas import EvaluateIn, EvaluateOut
 from training.data.split import ArtistSplit
 from training.evaluation.metrics import EvaluationStopped, stop_when
+from training.evaluation.scoring import Scoring
 from training.evaluation.spaces import evaluate_on_split
 
 router = APIRouter(tags=["evaluation"])
@@ -87,6 +88,11 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         # drift from `musicsim evaluate` on the same FMA files.
         artist_ids, features = read_labelled_features(session, source=FMA)
         split = bundle.split
+    if body.scoring is None:  # the bundle was chosen with its scoring: its model row uses it
+        name = bundle.scoring.name if body.space == "model" else "l2"
+    else:
+        name = body.scoring
+    scoring = Scoring(name, k=body.scoring_k)
     try:
         with stop_when(should_stop):
             (row,) = evaluate_on_split(
@@ -98,6 +104,7 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
                 seed=body.seed,
                 spaces=(body.space,),
                 every_track=body.every_track,
+                scorings=(scoring,),
             )
     except ValueError as exc:
         raise HTTPException(422, f"cannot evaluate: {exc}") from exc
@@ -111,6 +118,11 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         mean_average_precision=row.mean_average_precision,
         recall_at_10=row.recall_at_10,
         ndcg_at_10=row.ndcg_at_10,
+        scoring=row.scoring,
+        hubness_skewness=row.hubness_skewness,
+        antihub_share=row.antihub_share,
+        max_k_occurrence=row.max_k_occurrence,
+        coverage=row.coverage,
     )
 
 

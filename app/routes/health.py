@@ -3,7 +3,8 @@
 from fastapi import APIRouter
 
 from app.deps import BundleDep, IndexDep
-from app.schemas import HealthOut, ModelInfo
+from app.schemas import HealthOut, ModelInfo, ScoringInfo
+from training.evaluation.scoring import SCORINGS
 
 router = APIRouter(tags=["health"])
 
@@ -12,4 +13,12 @@ router = APIRouter(tags=["health"])
 def read_health(index: IndexDep, bundle: BundleDep) -> HealthOut:
     """Liveness, the number of songs indexed, the index kind built and the model served."""
     model = ModelInfo(name=bundle.name, manifest_sha256=bundle.manifest_sha256)
-    return HealthOut(status="ok", songs_indexed=len(index), index_kind=index.kind, model=model)
+    chosen = index.scoring
+    scoring = ScoringInfo(name=chosen.name, k=chosen.k, pool=chosen.pool, allowed=list(SCORINGS))
+    return HealthOut(
+        status="ok",
+        songs_indexed=len(index),
+        index_kind=index.kind,
+        model=model,
+        scoring=scoring,
+    )

@@ -12,7 +12,8 @@ from app.catalogue import CatalogueError
 from app.catalogue.reads import read_songs, search_songs, top_level_genres
 from app.catalogue.writes import NewSong
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
-from app.index.protocol import Neighbour, SongFilter, SongIndex
+from app.index.protocol import Neighbour, SongFilter
+from app.index.scored import ScoredIndex
 from app.orm import Song
 from app.playlists import write_m3u
 from app.schemas import (
@@ -22,6 +23,7 @@ from app.schemas import (
     BatchQuery,
     CreatedOut,
     FeaturesQuery,
+    ScoringName,
     SimilarOut,
     SimilarSong,
     SongIn,
@@ -68,13 +70,13 @@ def audio_url(song: Song) -> str | None:
 def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[SimilarSong]:
     songs = read_songs(session, [n.song_id for n in neighbours])
     return [
-        similar_song(songs[n.song_id], distance=n.distance)
+        similar_song(songs[n.song_id], distance=n.distance, similarity=n.similarity)
         for n in neighbours
         if n.song_id in songs  # deleted since it was found
     ]
 
 
-def similar_song(song: Song, *, distance: float) -> SimilarSong:
+def similar_song(song: Song, *, distance: float, similarity: float | None = None) -> SimilarSong:
     """One result item: the one place every list answer builds its items."""
     genre = song.genre
     return SimilarSong(
@@ -83,6 +85,7 @@ def similar_song(song: Song, *, distance: float) -> SimilarSong:
         artist=ArtistRef(id=song.artist.id, name=song.artist.name),
         genre=genre.title if genre is not None else None,
         distance=distance,
+        similarity=similarity,
         album=song.album,
         duration=song.duration,
         audio_url=audio_url(song),
@@ -158,6 +161,9 @@ def read_similar_songs(
     near: Annotated[str | None, Query(description="'LAT,LON': only artists near here")] = None,
     radius_km: Annotated[float | None, Query(description="Radius around near, km")] = None,
     format: ListFormat = "json",
+    scoring: Annotated[
+        ScoringName | None, Query(description="How candidates are ranked; default MUSICSIM_SCORING")
+    ] = None,
 ) -> SimilarOut | Response:
     """The k nearest other songs to a stored song, nearest first."""
     check_k(k, service)
@@ -172,7 +178,9 @@ def read_similar_songs(
     where = SongFilter(
         exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
-    neighbours = index.search(index.embedding_of(song_id), k=k, where=where, exclude_song=song_id)
+    neighbours = index.search(
+        index.embedding_of(song_id), k=k, where=where, exclude_song=song_id, scoring=scoring
+    )
     results = similar_songs(session, neighbours[0])
     if format == "m3u":
         return as_m3u(request, results)
@@ -180,7 +188,7 @@ def read_similar_songs(
 
 
 def search_posted(
-    session: Session, index: SongIndex, bundle, vectors: list[list[float]], query
+    session: Session, index: ScoredIndex, bundle, vectors: list[list[float]], query
 ) -> list[SimilarOut]:
     check_genre(session, query.genre)
     embeddings = bundle.embed(np.asarray(vectors, dtype=np.float32))
@@ -189,7 +197,7 @@ def search_posted(
         raise HTTPException(
             422, f"features of item(s) {unusable.tolist()} cannot be embedded (not finite)"
         )
-    found = index.search(embeddings, k=query.k, where=query.to_filter())
+    found = index.search(embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring)
     return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
 
 

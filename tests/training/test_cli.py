@@ -78,3 +78,28 @@ def test_extract_skips_a_broken_file_and_says_so_in_its_exit_status(tmp_path):
     assert "broken.ogg" in result.output
     features = pd.read_csv(tmp_path / "out" / "features.csv", index_col=0, header=[0, 1, 2])
     assert len(features) == 1
+
+
+def test_evaluate_scores_the_model_row_by_the_bundles_scoring(small_catalogue_dir, tmp_path):
+    bundle = tmp_path / "m"
+    data = ["--data", str(small_catalogue_dir)]
+    trained = run(
+        "train", *data, "--out", str(bundle), "--epochs", "2", "--scoring", "local-scaling"
+    )
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((bundle / "manifest.json").read_text())["scoring"]["name"] == "local-scaling"
+    default = json.loads(run("evaluate", *data, "--model", str(bundle), "--json").stdout)["rows"]
+    assert [(r["space"], r["scoring"]) for r in default] == [
+        ("raw", "l2"),
+        ("zscore", "l2"),
+        ("model", "local-scaling"),
+    ]
+    args = ["evaluate", *data, "--model", str(bundle), "--json", "--scoring", "l2"]
+    both = json.loads(run(*args, "--scoring", "local-scaling").stdout)["rows"]
+    assert [(r["space"], r["scoring"]) for r in both][-2:] == [
+        ("model", "l2"),
+        ("model", "local-scaling"),
+    ]
+    assert both[-1] == default[-1] and both[-2]["mean_auc"] != both[-1]["mean_auc"]
+    refused = run("evaluate", *data, "--model", str(bundle), "--scoring", "nicdm")
+    assert refused.exit_code == 2 and "l2, local-scaling, mutual-proximity" in refused.output

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.evaluation.scoring import Scoring, neighbourhoods_for, scored_blocks
+
 # Queries ranked per block: at most this many, and at most _BLOCK_VALUES distances.
 _QUERY_CHUNK = 256
 _BLOCK_VALUES = 4 * 2**20  # 32 MB of float64 per block, whatever the number of songs
@@ -52,6 +54,9 @@ def _stop_if_asked() -> None:
     check = _stop_check.get()
     if check is not None and check():
         raise EvaluationStopped("the evaluation was stopped before it finished")
+
+
+L2 = Scoring()
 
 
 @dataclass(frozen=True)
@@ -116,40 +121,44 @@ def per_query_scores(
     *,
     k: int = 10,
     ranked: bool = True,
+    scoring: Scoring = L2,
     query_chunk: int = _QUERY_CHUNK,
 ) -> dict[str, np.ndarray]:
     """Per-query "auc", and with `ranked` also "ap", "recall" (@k) and "ndcg" (@k).
 
-    Each value has shape (n_queries,); NaN where the metric is undefined (no
-    relevant or no irrelevant song). Queries are ranked `query_chunk` at a time.
+    Songs are ranked by the scoring's score (training.evaluation.scoring), its
+    radii and Gaussians taken over these songs. Each value has shape
+    (n_queries,); NaN where the metric is undefined (no relevant or no
+    irrelevant song). Queries are ranked `query_chunk` at a time, fewer when a
+    block would exceed _BLOCK_VALUES distances.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)  # once, not per block
     _check_finite(embeddings)
-    norms = (embeddings * embeddings).sum(1)
     artist_ids = np.asarray(artist_ids)
     queries = np.asarray(queries, dtype=np.int64)
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     out = {name: np.empty(len(queries), dtype=np.float64) for name in names}
+    stats = neighbourhoods_for(embeddings, scoring=scoring) if len(queries) else None
     chunk = max(1, min(query_chunk, _BLOCK_VALUES // max(1, len(embeddings))))
-    for start in range(0, len(queries), chunk):
+    start = 0
+    blocks = scored_blocks(embeddings, queries, scoring=scoring, stats=stats, rows_per_block=chunk)
+    for block, dist in blocks:
         _stop_if_asked()
-        block = queries[start : start + chunk]
-        for name, values in _score_block(embeddings, norms, artist_ids, block, k, ranked).items():
+        if not np.isfinite(dist).all():  # finite vectors whose squares overflow float64
+            raise ValueError("distances between these vectors are not finite (values too large)")
+        for name, values in _score_block(dist, artist_ids, block, k, ranked).items():
             out[name][start : start + len(block)] = values
+        start += len(block)
     return out
 
 
 def _score_block(
-    embeddings: np.ndarray,
-    norms: np.ndarray,
+    dist: np.ndarray,
     artist_ids: np.ndarray,
     block: np.ndarray,
     k: int,
     ranked: bool,
 ) -> dict[str, np.ndarray]:
-    dist = _squared_distances(embeddings[block], embeddings, norms)
-    if not np.isfinite(dist).all():  # finite vectors whose squares overflow float64
-        raise ValueError("distances between these vectors are not finite (values too large)")
     names = ("auc", "ap", "recall", "ndcg") if ranked else ("auc",)
     scores = {name: np.full(len(block), np.nan) for name in names}
     for row, query in enumerate(block):
@@ -211,9 +220,11 @@ def _check_finite(embeddings: np.ndarray) -> None:
         )
 
 
-def mean_auc(embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray) -> RetrievalScore:
+def mean_auc(
+    embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray, *, scoring: Scoring = L2
+) -> RetrievalScore:
     """The paper's figure: AUC averaged over queries with a defined AUC."""
-    aucs = auc_per_query(embeddings, artist_ids, queries)
+    aucs = per_query_scores(embeddings, artist_ids, queries, ranked=False, scoring=scoring)["auc"]
     valid = ~np.isnan(aucs)
     return RetrievalScore(
         mean_auc=float(aucs[valid].mean()) if valid.any() else float("nan"),
@@ -236,10 +247,15 @@ class RetrievalScores:
 
 
 def retrieval_scores(
-    embeddings: np.ndarray, artist_ids: np.ndarray, queries: np.ndarray, *, k: int = 10
+    embeddings: np.ndarray,
+    artist_ids: np.ndarray,
+    queries: np.ndarray,
+    *,
+    k: int = 10,
+    scoring: Scoring = L2,
 ) -> RetrievalScores:
     """Mean AUC, mAP, recall@k and nDCG@k of the same rankings."""
-    per_query = per_query_scores(embeddings, artist_ids, queries, k=k)
+    per_query = per_query_scores(embeddings, artist_ids, queries, k=k, scoring=scoring)
     valid = ~np.isnan(per_query["auc"])
 
     def average(name: str) -> float:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,14 @@ import numpy as np
 
 from training.config import LINEAR_METHODS, LinearTrainConfig, TrainConfig
 from training.data.fma import Catalogue
+from training.evaluation.scoring import Scoring
 from training.evaluation.spaces import baseline_spaces, evaluate_spaces, model_space
 from training.linear import fit_linear_on_catalogue
 from training.runs import TrainedRun
 from training.train import train_on_catalogue
 
 METRICS: tuple[str, ...] = ("mean_auc", "mean_average_precision", "recall_at_10", "ndcg_at_10")
+HUBNESS: tuple[str, ...] = ("hubness_skewness", "antihub_share", "max_k_occurrence", "coverage")
 METHODS: tuple[str, ...] = ("triplet", *LINEAR_METHODS)
 
 
@@ -82,24 +84,28 @@ def fit_run(catalogue: Catalogue, config: TrainConfig | LinearTrainConfig) -> Tr
 
 @dataclass
 class Comparison:
-    """One record per (configuration, training-artist count, seed)."""
+    """One record per (configuration, scoring, training-artist count, seed)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> list[dict[str, Any]]:
         """Mean and sample standard deviation over seeds of each metric, per group."""
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for record in self.records:
-            groups.setdefault((record["name"], str(record["train_artists"])), []).append(record)
+            key = (record["name"], record.get("scoring", "l2"), str(record["train_artists"]))
+            groups.setdefault(key, []).append(record)
         out = []
-        for (name, _), records in groups.items():
+        for (name, scoring, _), records in groups.items():
             row: dict[str, Any] = {
                 "name": name,
+                "scoring": scoring,
                 "train_artists": records[0]["train_artists"],
                 "n_train_artists": records[0]["n_train_artists"],
                 "n_seeds": len(records),
             }
-            for metric in (*METRICS, "seconds"):
+            for metric in (*METRICS, *HUBNESS, "seconds"):
+                if metric not in records[0]:
+                    continue
                 values = np.array([r[metric] for r in records], dtype=np.float64)
                 row[f"{metric}_mean"] = float(values.mean())
                 row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -122,6 +128,7 @@ def compare_runs(
     every_track: bool = False,
     baselines: bool = True,
     on_run: RunCallback | None = None,
+    scorings: Sequence[Scoring] = (Scoring(),),
 ) -> Comparison:
     """Fit every spec for every seed and training-artist count; score all on shared queries.
 
@@ -150,10 +157,12 @@ def compare_runs(
                     spaces=spaces,
                     seed=seed,
                     every_track=every_track,
+                    scorings=scorings,
                 )
                 for row in rows:
                     record = {
                         "name": row.space,
+                        "scoring": row.scoring,
                         "seed": seed,
                         "train_artists": size or "all",
                         "n_train_artists": len(run.split.train),
@@ -161,7 +170,7 @@ def compare_runs(
                         "n_queries": row.n_queries,
                         "n_songs": row.n_songs,
                         "best_epoch": run.best_epoch if row.space == spec.name else None,
-                        **{metric: getattr(row, metric) for metric in METRICS},
+                        **{metric: getattr(row, metric) for metric in (*METRICS, *HUBNESS)},
                     }
                     comparison.records.append(record)
                     if on_run is not None:
@@ -171,11 +180,18 @@ def compare_runs(
 
 def summary_markdown(summary: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table: mean ± sample std over seeds of each metric."""
-    header = "| configuration | training artists | seeds | mean AUC | mAP | recall@10 | nDCG@10 |"
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    header = (
+        "| configuration | scoring | training artists | seeds | mean AUC | mAP | recall@10 "
+        "| nDCG@10 | k-occ. skewness | antihubs | largest N10 | coverage |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary:
-        cells = [row["name"], f"{row['train_artists']} ({row['n_train_artists']})"]
-        cells.append(str(row["n_seeds"]))
+        cells = [row["name"], row.get("scoring", "l2")]
+        cells += [f"{row['train_artists']} ({row['n_train_artists']})", str(row["n_seeds"])]
         cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
+        cells += [
+            f"{row[f'{m}_mean']:.2f}" if f"{m}_mean" in row else "-"
+            for m in ("hubness_skewness", "antihub_share", "max_k_occurrence", "coverage")
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

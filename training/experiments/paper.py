@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from training.config import TrainConfig
 from training.data.fma import Catalogue
 from training.data.split import ArtistSplit, ZScore
+from training.evaluation.scoring import Scoring
 from training.evaluation.spaces import (
     SpaceScore,
     baseline_spaces,
@@ -61,6 +63,7 @@ def evaluate_run(
     seed: int,
     every_track: bool = False,
     spaces: tuple[str, ...] = ("raw", "zscore", "model"),
+    scorings: Sequence[Scoring] = (Scoring(),),
 ) -> list[SpaceScore]:
     """raw, zscore and the run's model (or the `spaces` named) on its evaluation artists."""
     return evaluate_on_split(
@@ -72,6 +75,7 @@ def evaluate_run(
         seed=seed,
         every_track=every_track,
         spaces=spaces,
+        scorings=scorings,
     )
 
 
@@ -80,6 +84,7 @@ def reproduce_table1(
     *,
     base: TrainConfig,
     on_epoch: dict[str, EpochCallback] | None = None,
+    scorings: Sequence[Scoring] = (Scoring(),),
 ) -> Table1:
     """Train random and genre triplet models on the same split; score all four spaces."""
     runs = {}
@@ -93,6 +98,10 @@ def reproduce_table1(
     for name, run in runs.items():
         spaces[name] = model_space(run.model, run.zscore)
     rows = evaluate_spaces(
-        catalogue.features[mask], catalogue.artist_ids[mask], spaces=spaces, seed=base.seed
+        catalogue.features[mask],
+        catalogue.artist_ids[mask],
+        spaces=spaces,
+        seed=base.seed,
+        scorings=scorings,
     )
     return Table1(rows=rows, runs=runs)

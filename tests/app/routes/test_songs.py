@@ -146,6 +146,12 @@ def test_evaluate_scores_a_posted_labelled_set(client):
         "mean_average_precision": 1.0,
         "recall_at_10": 1.0,
         "ndcg_at_10": 1.0,
+        # Six songs: every top-10 list holds all five others, so every song is in five lists.
+        "scoring": "l2",
+        "hubness_skewness": 0.0,
+        "antihub_share": 0.0,
+        "max_k_occurrence": 5,
+        "coverage": 1.0,
     }
     every = client.post("/evaluate", json={"space": "raw", "songs": songs, "every_track": True})
     assert every.json()["n_queries"] == 6 and every.json()["mean_auc"] == 1.0

@@ -38,7 +38,7 @@ def test_compare_scores_every_configuration_on_the_same_queries(small_catalogue_
     values = [r["mean_average_precision"] for r in lda]
     assert row["mean_average_precision_mean"] == np.mean(values)
     assert np.isclose(row["mean_average_precision_std"], np.std(values, ddof=1))
-    assert "| lda | all (" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| lda | l2 | all (" in (tmp_path / "out" / "summary.md").read_text()
     for png in ("comparison-metrics.png", "comparison-size-sweep.png"):
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,353 @@
+"""Search that re-ranks a pool of L2 candidates by exact distances and a scoring.
+
+Any backend (`SongIndex`) finds candidates by approximate or float32 L2; this
+wrapper fetches at least max(10 k, pool) of them, recomputes their distances as
+sqrt(sum((a - b)^2)) in float64 from the stored vectors (so a song is at distance
+exactly 0 from its own vector, and near-duplicates keep their order), scores them
+with the scoring asked for (training.evaluation.scoring, the definitions
+evaluation uses) and keeps the k best. The filters are the backend's, applied
+while fetching the pool, so k songs come back whenever k pass.
+
+Per song it keeps a row of neighbourhood statistics, computed at build from the
+index itself: the radius (mean exact distance to its k nearest other songs), the
+distance to the k-th of them, and the mean and deviation of its distances to a
+fixed random sample of the catalogue (mutual proximity). `_refresh_radii` keeps
+them current when songs are added or removed: a new song gets its own row, and
+every song whose k nearest it enters (or leaves) is recomputed, found among the
+changed song's pool of nearest songs. Tolerance: a song that is not among a new
+(or removed) song's `pool` nearest keeps its radius; tests/app/index/test_scored.py
+measures that radii after adds and removals equal a full recomputation.
+
+Each result carries a `similarity` in [0, 1]: the share of random catalogue song
+pairs (drawn at build) whose score under the same scoring is worse than the
+result's. It is monotone in the score, scale-free, and means the same for every
+scoring: 0.99 is "closer than 99% of random pairs".
+
+    >>> index = ScoredIndex.build(inner, scoring=Scoring("local-scaling"))
+    >>> index.search(vector, k=10, scoring=Scoring("mutual-proximity"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+
+from app.catalogue.rows import SongRows
+from app.index.protocol import Neighbour, SongFilter, SongIndex
+from training.evaluation.scoring import (
+    Neighbourhoods,
+    Scoring,
+    exact_distances,
+    gaussians,
+    pair_scores,
+    sample_rows,
+    scores,
+)
+
+PAIRS = 10_000  # random catalogue pairs whose scores define `similarity`
+BUILD_BATCH = 2048  # songs whose neighbourhoods are computed per step at build
+# Columns of the per-song table (float64): what scorings and radius upkeep need.
+RADIUS, KTH, MEAN, SD = range(4)
+COLUMNS = 4
+
+
+class ScoredIndex:
+    """A `SongIndex` whose searches re-rank a pool of L2 candidates; thread-safe as its backend."""
+
+    def __init__(
+        self,
+        inner: SongIndex,
+        *,
+        scoring: Scoring,
+        table: np.ndarray,
+        ids: np.ndarray,
+        sample_ids: np.ndarray,
+        seed: int = 0,
+    ):
+        self._inner = inner
+        self.scoring = scoring
+        self._table = np.asarray(table, dtype=np.float64)
+        self._pos = {int(song_id): row for row, song_id in enumerate(ids)}
+        self._sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        self._sample = inner.embeddings_of(self._sample_ids).astype(np.float64)
+        self._write = threading.Lock()
+        self._pairs = self._draw_pairs(np.asarray(ids, dtype=np.int64), seed)
+        self._pair_scores: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def build(
+        cls, inner: SongIndex, *, scoring: Scoring, saved: np.ndarray | None = None, seed: int = 0
+    ) -> ScoredIndex:
+        """Neighbourhoods of every indexed song (or `saved` ones computed for these songs)."""
+        ids = inner.ids()
+        sample_ids = ids[sample_rows(len(ids), scoring=scoring, seed=seed)]
+        usable = saved is not None and saved.shape == (len(ids), COLUMNS)
+        table = np.array(saved, dtype=np.float64) if usable else np.zeros((len(ids), COLUMNS))
+        index = cls(inner, scoring=scoring, table=table, ids=ids, sample_ids=sample_ids, seed=seed)
+        if not usable:
+            for start in range(0, len(ids), BUILD_BATCH):
+                chunk = ids[start : start + BUILD_BATCH]
+                table[start : start + len(chunk)] = index._neighbourhood_rows(
+                    inner.embeddings_of(chunk), own_ids=chunk
+                )
+        return index
+
+    @property
+    def table(self) -> np.ndarray:
+        """The per-song statistics in build order (what the cache persists)."""
+        return self._table
+
+    # --- the SongIndex protocol, delegated -------------------------------------------
+
+    @property
+    def backend(self) -> SongIndex:
+        return self._inner
+
+    @property
+    def faiss_index(self):
+        """The FAISS backend's index (what the cache persists); AttributeError on Milvus."""
+        return self._inner.faiss_index
+
+    @property
+    def kind(self) -> str:
+        return self._inner.kind
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __contains__(self, song_id: int) -> bool:
+        return song_id in self._inner
+
+    def ids(self) -> np.ndarray:
+        return self._inner.ids()
+
+    def missing(self, song_ids: np.ndarray) -> np.ndarray:
+        return self._inner.missing(song_ids)
+
+    def embedding_of(self, song_id: int) -> np.ndarray:
+        return self._inner.embedding_of(song_id)
+
+    def embeddings_of(self, song_ids: np.ndarray) -> np.ndarray:
+        return self._inner.embeddings_of(song_ids)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def add(self, rows: SongRows, embeddings: np.ndarray) -> int:
+        """Index new songs, then refresh the radii they change."""
+        with self._write:
+            new = np.array([int(i) not in self._pos for i in rows.ids], dtype=bool)
+            new_ids = np.asarray(rows.ids, dtype=np.int64)[new]
+            # Placeholder rows first: a search may see a new song as soon as the backend has it.
+            self._extend(new_ids, np.zeros((len(new_ids), COLUMNS)))
+            added = self._inner.add(rows, embeddings)
+            if len(new_ids):
+                vectors = np.asarray(embeddings, dtype=np.float32)[new]
+                self._refresh_radii(new_ids, vectors, added=True)
+            return added
+
+    def remove(self, song_ids: np.ndarray) -> int:
+        """Remove songs from the backend (its `remove`), then refresh the radii they held."""
+        with self._write:
+            present = np.array([i for i in map(int, song_ids) if i in self._pos], dtype=np.int64)
+            affected: np.ndarray | list[int] = []
+            if len(present):
+                vectors = self._inner.embeddings_of(present)
+                affected = self._affected_by(vectors, present, added=False)
+            removed = self._inner.remove(song_ids)
+            for song_id in present:
+                self._pos.pop(int(song_id), None)
+            self._recompute(np.setdiff1d(affected, present))
+            return removed
+
+    # --- search ------------------------------------------------------------------------
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        *,
+        k: int,
+        where: SongFilter | None = None,
+        exclude_song: int | None = None,
+        scoring: Scoring | str | None = None,
+    ) -> list[list[Neighbour]]:
+        """The k best-scored songs for each query vector, among its pool of L2 candidates."""
+        scoring = self.resolve(scoring)
+        queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        found = self._inner.search(
+            queries, k=scoring.pool_for(k), where=where, exclude_song=exclude_song
+        )
+        from_pool = (where is None or where.is_empty()) and exclude_song is None
+        query_stats = self._query_stats(queries, exclude_song, scoring, from_pool=from_pool)
+        return [
+            self._rerank(queries[q], candidates, k, scoring, query_stats, q)
+            for q, candidates in enumerate(found)
+        ]
+
+    def resolve(self, scoring: Scoring | str | None) -> Scoring:
+        """A scoring by name takes this index's k, pool and sample (its radii are for that k)."""
+        if scoring is None:
+            return self.scoring
+        name = scoring if isinstance(scoring, str) else scoring.name
+        return dataclasses.replace(self.scoring, name=name)
+
+    def _rerank(
+        self,
+        query: np.ndarray,
+        candidates: list[Neighbour],
+        k: int,
+        scoring: Scoring,
+        query_stats: Neighbourhoods | None,
+        q: int,
+    ) -> list[Neighbour]:
+        ids = np.array([c.song_id for c in candidates if c.song_id in self._pos], dtype=np.int64)
+        if len(ids) == 0:
+            return []
+        distances = exact_distances(query[None, :], self._inner.embeddings_of(ids))
+        songs = self._stats_of(ids)
+        mine = None if query_stats is None else query_stats.take(np.array([q]))
+        if mine is not None and np.isnan(mine.radius[0]):
+            nearest = np.sort(distances[0])[: self.scoring.k]
+            mine = Neighbourhoods(np.array([nearest.mean()]), mine.mean, mine.sd)
+        score = scores(distances, scoring=scoring, queries=mine, songs=songs)[0]
+        best = np.lexsort((ids, distances[0], score))[:k]  # ties: nearer, then lower id
+        similarity = self._similarity(score[best], scoring)
+        return [
+            Neighbour(int(ids[j]), float(distances[0, j]), float(s))
+            for j, s in zip(best, similarity, strict=True)
+        ]
+
+    def _query_stats(
+        self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring, *, from_pool: bool
+    ) -> Neighbourhoods | None:
+        if scoring.name == "l2":
+            return None
+        if exclude_song is not None and exclude_song in self._pos and len(queries) == 1:
+            return self._stats_of(np.array([exclude_song]))  # a stored song: its own row
+        # A cold-start query: its radius from its own nearest catalogue songs. An
+        # unfiltered pool holds them already (nearest first); a filtered one may not.
+        rows = self._neighbourhood_rows(
+            queries, own_ids=None, radii=not (from_pool or scoring.name == "mutual-proximity")
+        )
+        if from_pool and scoring.name == "local-scaling":
+            rows[:, RADIUS] = np.nan  # filled by _rerank from the pool's exact distances
+        return Neighbourhoods(rows[:, RADIUS], rows[:, MEAN], rows[:, SD])
+
+    def _stats_of(self, ids: np.ndarray) -> Neighbourhoods:
+        rows = self._table[[self._pos[int(i)] for i in ids]]
+        return Neighbourhoods(rows[:, RADIUS], rows[:, MEAN], rows[:, SD])
+
+    # --- similarity ----------------------------------------------------------------
+
+    def _draw_pairs(self, ids: np.ndarray, seed: int) -> np.ndarray:
+        if len(ids) < 2:
+            return np.empty((0, 2), dtype=np.int64)
+        rng = np.random.default_rng(seed + 1)
+        first = rng.integers(0, len(ids), size=PAIRS)
+        second = (first + rng.integers(1, len(ids), size=PAIRS)) % len(ids)  # never the same
+        return np.stack([ids[first], ids[second]], axis=1)
+
+    def _similarity(self, values: np.ndarray, scoring: Scoring) -> np.ndarray:
+        sorted_scores = self._pair_scores.get(scoring.name)
+        if sorted_scores is None:
+            sorted_scores = self._pair_scores[scoring.name] = self._score_pairs(scoring)
+        if len(sorted_scores) == 0:
+            return np.ones(len(values))
+        worse = len(sorted_scores) - np.searchsorted(sorted_scores, values, side="right")
+        return worse / len(sorted_scores)
+
+    def _score_pairs(self, scoring: Scoring) -> np.ndarray:
+        pairs = self._pairs[np.isin(self._pairs, list(self._pos)).all(axis=1)]
+        if len(pairs) == 0:
+            return np.empty(0)
+        a = self._inner.embeddings_of(pairs[:, 0]).astype(np.float64)
+        b = self._inner.embeddings_of(pairs[:, 1]).astype(np.float64)
+        d = np.sqrt(((a - b) ** 2).sum(axis=1))
+        first, second = self._stats_of(pairs[:, 0]), self._stats_of(pairs[:, 1])
+        return np.sort(pair_scores(d, scoring=scoring, first=first, second=second))
+
+    # --- neighbourhoods and their upkeep ---------------------------------------------
+
+    def _neighbourhood_rows(
+        self, vectors: np.ndarray, *, own_ids: np.ndarray | None, radii: bool = True
+    ) -> np.ndarray:
+        """(n, 4) radius, k-th distance, mean and sd for these vectors, from the index.
+
+        own_ids: the songs these vectors are (left out of their own neighbours and
+        sample), or None for cold-start queries that are not in the catalogue.
+        radii: False skips the neighbour search (radius and k-th left at 0).
+        """
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        out = np.zeros((len(vectors), COLUMNS))
+        k = self.scoring.k
+        n_search = (k + 1 if own_ids is not None else k) if radii else 0
+        found = self._inner.search(vectors, k=n_search) if n_search else [[]] * len(vectors)
+        for row, neighbours in enumerate(found):
+            ids = [n.song_id for n in neighbours]
+            if own_ids is not None:
+                own = int(own_ids[row])
+                ids = [i for i in ids if i != own][:k]
+            if not ids:
+                continue
+            near = self._inner.embeddings_of(np.asarray(ids, dtype=np.int64))
+            d = np.sort(exact_distances(vectors[row : row + 1], near)[0])
+            out[row, RADIUS], out[row, KTH] = d.mean(), d[-1]
+        if len(self._sample):
+            to_sample = distances_blockwise(vectors, self._sample)
+            is_own = None
+            if own_ids is not None:
+                is_own = np.asarray(own_ids)[:, None] == self._sample_ids[None, :]
+            out[:, MEAN], out[:, SD] = gaussians(to_sample, own=is_own)
+        return out
+
+    def _extend(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        start = len(self._table)
+        self._table = np.concatenate([self._table, rows])
+        self._pos.update((int(i), start + n) for n, i in enumerate(ids))
+
+    def _refresh_radii(self, changed: np.ndarray, vectors: np.ndarray, *, added: bool) -> None:
+        """Recompute the rows of added songs and of the songs whose radius they move."""
+        affected = self._affected_by(vectors, changed, added=added)
+        self._recompute(np.union1d(changed, affected) if added else affected)
+
+    def _affected_by(self, vectors: np.ndarray, changed: np.ndarray, *, added: bool) -> np.ndarray:
+        """Songs among the changed songs' pool whose k nearest the changed songs enter or leave."""
+        found = self._inner.search(vectors, k=self.scoring.pool)
+        affected: set[int] = set()
+        changed_set = {int(i) for i in changed}
+        for row, neighbours in enumerate(found):
+            ids = np.array([n.song_id for n in neighbours if n.song_id not in changed_set])
+            if len(ids) == 0:
+                continue
+            d = exact_distances(vectors[row : row + 1], self._inner.embeddings_of(ids))[0]
+            kth = self._table[[self._pos[int(i)] for i in ids], KTH]
+            # Entering: strictly nearer than the k-th. Leaving: it was one of the k.
+            moved = d < kth if added else d <= kth
+            affected.update(int(i) for i in ids[moved])
+        return np.array(sorted(affected), dtype=np.int64)
+
+    def _recompute(self, song_ids: np.ndarray) -> None:
+        song_ids = np.asarray([i for i in song_ids if int(i) in self._pos], dtype=np.int64)
+        if len(song_ids) == 0:
+            return
+        rows = self._neighbourhood_rows(self._inner.embeddings_of(song_ids), own_ids=song_ids)
+        self._table[[self._pos[int(i)] for i in song_ids]] = rows
+        self._pair_scores.clear()  # radii moved: pair scores are recomputed on next use
+
+
+def distances_blockwise(queries: np.ndarray, songs: np.ndarray) -> np.ndarray:
+    """L2 distances in float64 via |q|^2 + |s|^2 - 2 q.s, a block of queries at a time.
+
+    For the sample's Gaussians only, where float64 cancellation (~1e-12) is far
+    below what a mean and a deviation resolve; rankings use exact_distances.
+    """
+    songs = np.asarray(songs, dtype=np.float64)
+    norms = (songs * songs).sum(1)
+    out = np.empty((len(queries), len(songs)))
+    for start in range(0, len(queries), 1024):
+        q = np.asarray(queries[start : start + 1024], dtype=np.float64)
+        sq = (q * q).sum(1)[:, None] + norms[None, :] - 2.0 * (q @ songs.T)
+        out[start : start + len(q)] = np.sqrt(np.maximum(sq, 0.0))
+    return out

@@ -1,0 +1,207 @@
+"""The scored index against a direct numpy reference: re-rank, radii upkeep, exact distances."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from scoring_reference import allowed_by, reference_top
+
+from app.catalogue.rows import SongRows
+from app.index.faiss_index import FaissSongIndex
+from app.index.protocol import Near, Neighbour, SongFilter
+from app.index.scored import KTH, MEAN, RADIUS, SD, ScoredIndex
+from training.evaluation.scoring import SCORINGS, Scoring
+
+K_RADIUS = 5
+GENRES = np.array(["Rock", "Jazz", "Folk"], dtype=object)
+
+
+def catalogue(n: int, dim: int = 8, seed: int = 0) -> tuple[SongRows, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(5, dim)) * 3
+    which = rng.integers(0, 5, n)
+    vectors = (centres[which] + rng.normal(size=(n, dim)) * (0.2 + which[:, None] * 0.4)).astype(
+        np.float32
+    )
+    rows = SongRows(
+        ids=np.arange(n, dtype=np.int64) * 2 + 11,
+        artist_ids=rng.integers(0, 12, n),
+        genres=GENRES[rng.integers(0, 3, n)],
+        latitudes=rng.uniform(-60, 60, n),
+        longitudes=rng.uniform(-180, 180, n),
+    )
+    return rows, vectors
+
+
+FILTERS = [
+    SongFilter(),
+    SongFilter(genre="Jazz"),
+    SongFilter(exclude_artist=3),
+    SongFilter(near=Near(0.0, 0.0, 6000.0)),
+]
+
+
+@pytest.fixture(scope="module")
+def small():
+    rows, vectors = catalogue(90)  # the pool (100) covers every song
+    inner = FaissSongIndex.from_embeddings(rows, vectors)
+    return rows, vectors, ScoredIndex.build(inner, scoring=Scoring(k=K_RADIUS))
+
+
+@pytest.mark.parametrize("name", SCORINGS)
+@pytest.mark.parametrize("where", FILTERS)
+def test_the_top_k_equals_the_exact_re_ranking_of_the_whole_catalogue(small, name, where):
+    rows, vectors, index = small
+    for row in (0, 17, 42):
+        got = index.search(
+            vectors[row], k=7, where=where, exclude_song=int(rows.ids[row]), scoring=name
+        )[0]
+        allowed = allowed_by(rows, where, exclude_row=row)
+        expected = reference_top(
+            rows, vectors, vectors[row], name=name, k=7, allowed=allowed, own=row, k_radius=K_RADIUS
+        )
+        assert [n.song_id for n in got] == expected
+    cold = vectors[5] * 0.5 + vectors[60] * 0.5  # not a stored song
+    got = index.search(cold, k=7, where=where, scoring=name)[0]
+    expected = reference_top(
+        rows, vectors, cold, name=name, k=7, allowed=allowed_by(rows, where), k_radius=K_RADIUS
+    )
+    assert [n.song_id for n in got] == expected
+
+
+def test_the_scorings_really_reorder_this_catalogue(small):
+    # Guards the test above: it would pass vacuously if all scorings ranked alike.
+    rows, vectors, index = small
+    per_query = {
+        name: [[n.song_id for n in r] for r in index.search(vectors[:30], k=7, scoring=name)]
+        for name in SCORINGS
+    }
+    assert per_query["l2"] != per_query["local-scaling"]
+    assert per_query["l2"] != per_query["mutual-proximity"]
+
+
+def test_similarity_is_in_the_unit_interval_and_falls_with_the_score(small):
+    rows, vectors, index = small
+    for name in SCORINGS:
+        found = index.search(vectors[3], k=40, scoring=name)[0]
+        similarity = np.array([n.similarity for n in found])
+        assert ((similarity >= 0) & (similarity <= 1)).all()
+        assert (np.diff(similarity) <= 0).all()  # results come best first
+        assert found[0].song_id == rows.ids[3] and similarity[0] > 0.99  # itself
+
+
+def test_a_filter_that_passes_k_songs_returns_k_songs(small):
+    rows, vectors, index = small
+    where = SongFilter(genre="Folk")
+    n_folk = int((rows.genres == "Folk").sum())
+    assert (
+        len(index.search(vectors[0], k=n_folk, where=where, scoring="local-scaling")[0]) == n_folk
+    )
+
+
+def test_an_unknown_scoring_is_refused_naming_the_allowed_ones(small):
+    with pytest.raises(ValueError, match="l2, local-scaling, mutual-proximity"):
+        small[2].search(small[1][0], k=3, scoring="cosine")
+
+
+def test_own_vectors_are_at_distance_exactly_zero_in_a_saturated_catalogue():
+    rng = np.random.default_rng(0)
+    n, dim = 2000, 64
+    # Squared norms near 510, and near-duplicate pairs: float32 FAISS cancels here.
+    base = rng.normal(size=(n // 2, dim))
+    base *= np.sqrt(510.0) / np.linalg.norm(base, axis=1, keepdims=True)
+    vectors = np.concatenate([base, base + rng.normal(size=base.shape) * 0.01]).astype(np.float32)
+    rows = SongRows.from_columns(list(range(n)), [0] * n, [None] * n, [None] * n, [None] * n)
+    inner = FaissSongIndex.from_embeddings(rows, vectors)
+    raw = inner.search(vectors, k=2)
+    assert any(r[0].distance != 0.0 or r[0].song_id != i for i, r in enumerate(raw))  # the defect
+    index = ScoredIndex.build(inner, scoring=Scoring())
+    for name in SCORINGS:
+        found = index.search(vectors, k=2, scoring=name)
+        for song, neighbours in enumerate(found):
+            assert neighbours[0].song_id == song and neighbours[0].distance == 0.0
+        twins = [(found[i][1].song_id, found[i][1].distance) for i in range(n // 2)]
+        wide = vectors.astype(np.float64)
+        expected = np.sqrt(((wide[: n // 2] - wide[n // 2 :]) ** 2).sum(1))
+        # Each song's near-duplicate is next, at its exact distance.
+        assert [t[0] for t in twins] == list(range(n // 2, n)) or name != "l2"
+        if name == "l2":
+            np.testing.assert_allclose([t[1] for t in twins], expected, rtol=1e-12)
+
+
+def table_by_id(index: ScoredIndex, ids) -> np.ndarray:
+    return np.array([index.table[index._pos[int(i)]] for i in ids])
+
+
+def test_radii_after_adds_equal_a_full_recomputation():
+    rows, vectors = catalogue(500, seed=3)
+    first = SongRows(*(c[:400] for c in rows.columns()))
+    inner = FaissSongIndex.from_embeddings(first, vectors[:400])
+    index = ScoredIndex.build(inner, scoring=Scoring(k=K_RADIUS, sample=50))
+    before = table_by_id(index, rows.ids[:400])
+    for start in (400, 401, 410, 450):  # one song, then batches
+        stop = {400: 401, 401: 410, 410: 450, 450: 500}[start]
+        added = index.add(SongRows(*(c[start:stop] for c in rows.columns())), vectors[start:stop])
+        assert added == stop - start
+    rebuilt = ScoredIndex.build(
+        FaissSongIndex.from_embeddings(rows, vectors), scoring=Scoring(k=K_RADIUS, sample=50)
+    )
+    got, expected = table_by_id(index, rows.ids), table_by_id(rebuilt, rows.ids)
+    np.testing.assert_allclose(got[:, [RADIUS, KTH]], expected[:, [RADIUS, KTH]], rtol=1e-12)
+    # The mutual-proximity sample is fixed at build: the first 400 songs' Gaussians hold.
+    np.testing.assert_allclose(got[:400, [MEAN, SD]], before[:, [MEAN, SD]], rtol=1e-12)
+    assert not np.allclose(before[:, RADIUS], got[:400, RADIUS])  # some radii did move
+
+
+class NumpySongIndex:
+    """A brute-force backend with `remove`, as the library branch adds to the Protocol."""
+
+    kind = "numpy"
+
+    def __init__(self, rows: SongRows, vectors: np.ndarray):
+        self._ids = list(map(int, rows.ids))
+        self._vectors = {int(i): v for i, v in zip(rows.ids, vectors, strict=True)}
+
+    def __len__(self):
+        return len(self._ids)
+
+    def __contains__(self, song_id):
+        return song_id in self._vectors
+
+    def ids(self):
+        return np.array(self._ids, dtype=np.int64)
+
+    def embeddings_of(self, song_ids):
+        return np.array([self._vectors[int(i)] for i in song_ids], dtype=np.float32)
+
+    def embedding_of(self, song_id):
+        return self._vectors[song_id]
+
+    def search(self, vectors, *, k, where=None, exclude_song=None):
+        ids = np.array([i for i in self._ids if i != exclude_song])
+        d = cdist(np.atleast_2d(vectors), self.embeddings_of(ids))
+        return [[Neighbour(int(ids[j]), float(row[j])) for j in np.argsort(row)[:k]] for row in d]
+
+    def remove(self, song_ids):
+        gone = [int(i) for i in song_ids if int(i) in self._vectors]
+        for i in gone:
+            del self._vectors[i]
+            self._ids.remove(i)
+        return len(gone)
+
+    def close(self):
+        pass
+
+
+def test_radii_after_removals_equal_a_full_recomputation():
+    rows, vectors = catalogue(300, seed=4)
+    index = ScoredIndex.build(NumpySongIndex(rows, vectors), scoring=Scoring(k=K_RADIUS))
+    gone = rows.ids[::7]
+    assert index.remove(gone) == len(gone)
+    keep = ~np.isin(rows.ids, gone)
+    rebuilt = ScoredIndex.build(
+        NumpySongIndex(SongRows(*(c[keep] for c in rows.columns())), vectors[keep]),
+        scoring=Scoring(k=K_RADIUS),
+    )
+    got, expected = table_by_id(index, rows.ids[keep]), table_by_id(rebuilt, rows.ids[keep])
+    np.testing.assert_allclose(got[:, [RADIUS, KTH]], expected[:, [RADIUS, KTH]], rtol=1e-12)
+    assert not any(int(i) in {n.song_id for n in index.search(vectors[0], k=50)[0]} for i in gone)
