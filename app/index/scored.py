@@ -249,6 +249,10 @@ class ScoredIndex:
         second = (first + rng.integers(1, len(ids), size=PAIRS)) % len(ids)  # never the same
         return np.stack([ids[first], ids[second]], axis=1)
 
+    def similarity_of(self, distances: np.ndarray) -> np.ndarray:
+        """`similarity` of plain L2 distances (what playlists report): the l2 scoring's."""
+        return self._similarity(np.asarray(distances, dtype=np.float64), Scoring())
+
     def _similarity(self, values: np.ndarray, scoring: Scoring) -> np.ndarray:
         sorted_scores = self._pair_scores.get(scoring.name)
         if sorted_scores is None:

@@ -8,6 +8,7 @@ embeddings and build every result list through `similar_songs`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import numpy as np
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.catalogue.reads import read_songs
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep
 from app.index.protocol import SongFilter, SongIndex
+from app.index.scored import ScoredIndex
 from app.playlist_schemas import PlaylistOut, PlaylistRules, RadioIn, RecommendIn
 from app.playlists import Describe, Ledger, Rules, TooFew, Track, recommend, song_path, title_key
 from app.playlists import radio as radio_after
@@ -111,7 +113,17 @@ def filter_of(session: Session, body: PlaylistRules) -> SongFilter:
     return SongFilter(genre=body.genre, near=parse_near(body.near, body.radius_km))
 
 
-def answer(request: Request, session: Session, neighbours, format: str) -> PlaylistOut | Response:
+def answer(
+    request: Request, session: Session, index: ScoredIndex, neighbours, format: str
+) -> PlaylistOut | Response:
+    # Playlist steps are plain L2 distances (to a query, a waypoint or the last song):
+    # their similarity is the l2 scoring's, as the README defines it.
+    distances = np.array([n.distance for n in neighbours], dtype=np.float64)
+    similarity = index.similarity_of(distances) if len(neighbours) else np.empty(0)
+    neighbours = [
+        dataclasses.replace(n, similarity=float(s))
+        for n, s in zip(neighbours, similarity, strict=True)
+    ]
     results = similar_songs(session, neighbours)
     return as_m3u(request, results) if format == "m3u" else PlaylistOut(results=results)
 
@@ -163,7 +175,7 @@ def recommend_songs(
         lam=1.0 - body.diversity,
         max_pool=service.settings.playlist_max_pool,
     )
-    return answer(request, session, neighbours, format)
+    return answer(request, session, index, neighbours, format)
 
 
 @router.get(
@@ -228,7 +240,7 @@ def read_song_path(
         )
     except TooFew as exc:
         raise HTTPException(422, str(exc)) from exc
-    return answer(request, session, neighbours, format)
+    return answer(request, session, index, neighbours, format)
 
 
 @router.post("/radio", response_model=PlaylistOut, responses=M3U_RESPONSES)
@@ -269,4 +281,4 @@ def read_radio(
         seed_weight=body.seed_weight,
         max_pool=service.settings.playlist_max_pool,
     )
-    return answer(request, session, neighbours, format)
+    return answer(request, session, index, neighbours, format)

@@ -111,6 +111,26 @@ def test_average_of_one_positive_equals_the_similar_songs(client, catalogue):
     np.testing.assert_allclose(
         [r["distance"] for r in got], [r["distance"] for r in similar], rtol=1e-6
     )
+    # l2 is the default scoring, so the similarity of the same songs is the same too
+    np.testing.assert_allclose(
+        [r["similarity"] for r in got], [r["similarity"] for r in similar], atol=1e-9
+    )
+
+
+def test_every_list_answer_carries_a_similarity_that_falls_as_the_distance_grows(shared, ref):
+    a, b = int(ref["ids"][3]), int(ref["ids"][40])
+    answers = [
+        shared.post("/recommend", json={"positive": [a, b], "k": 8}),
+        shared.get(f"/songs/{a}/path/{b}", params={"length": 6}),
+        shared.post("/radio", json={"seeds": [a], "n": 6}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        items = answer.json()["results"]
+        assert items and all(0.0 <= r["similarity"] <= 1.0 for r in items)
+        by_distance = sorted(items, key=lambda r: r["distance"])
+        similarity = [r["similarity"] for r in by_distance]
+        assert similarity == sorted(similarity, reverse=True)
 
 
 def test_results_carry_album_and_duration(shared, ref):
