@@ -108,9 +108,11 @@ def test_code_below_the_routes_does_not_know_the_web_framework():
 
 
 def test_bundles_load_without_the_training_loop():
-    """artefacts depends only on the model and split definitions (and the data's files)."""
+    """artefacts depends only on the model, split and scoring definitions (and the data's files):
+    a bundle records the scoring it was chosen with."""
     path = ROOT / "training" / "artefacts.py"
     ours = {m for m in runtime_imports(path) if m.split(".")[0] in PACKAGES}
     assert ours <= {
-        "training.model", "training.data.split", "training.data.features", "training.data.fma"
+        "training.model", "training.data.split", "training.data.features", "training.data.fma",
+        "training.evaluation.scoring",
     }  # fmt: skip
