@@ -79,8 +79,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     model: Annotated[Path | None, typer.Option(help="Bundle to serve (MUSICSIM_MODEL_DIR)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes on one port (MUSICSIM_WORKERS); they share the persisted,"
+            " memory-mapped embeddings",
+        ),
+    ] = None,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
+    import os
+
     import uvicorn
 
     from app.main import create_app
@@ -88,14 +99,40 @@ def serve(
     from training.artefacts import BundleError, load_bundle
 
     settings = read_settings() if model is None else read_settings(model_dir=model)
+    processes = workers or settings.workers
     try:
         load_bundle(settings.model_dir)  # refuse to start on a bad bundle, with its reason
-        service = create_app(settings)
+        service = create_app(settings) if processes == 1 else None
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
     # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
-    uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+    if service is not None:
+        uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
+        return
+    if settings.index_cache_dir is None:
+        console.print("warning: without MUSICSIM_INDEX_CACHE_DIR each worker holds its own copy")
+    # Workers are fresh processes that build the app from the environment.
+    os.environ["MUSICSIM_MODEL_DIR"] = str(settings.model_dir)
+    uvicorn.run(
+        "app.cli:worker_app",
+        factory=True,
+        workers=processes,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def worker_app():
+    """One `serve --workers N` process: settings from the environment, logging as configured."""
+    from app.main import create_app
+    from app.telemetry.logs import configure_logging
+
+    settings = read_settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)
 
 
 if __name__ == "__main__":  # python -m app.cli
