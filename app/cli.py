@@ -97,6 +97,7 @@ def serve(
     from app.main import create_app
     from app.telemetry.logs import configure_logging
     from training.artefacts import BundleError, load_bundle
+    from training.audio.warmup import warm_up_in_background
 
     settings = read_settings() if model is None else read_settings(model_dir=model)
     processes = workers or settings.workers
@@ -108,6 +109,7 @@ def serve(
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
     # uvicorn's own handlers and access log off: ours carry request ids (app/telemetry).
     if service is not None:
+        warm_up_in_background()  # the first upload then finds librosa's kernels compiled
         uvicorn.run(service, host=host, port=port, log_config=None, access_log=False)
         return
     if settings.index_cache_dir is None:
@@ -129,9 +131,11 @@ def worker_app():
     """One `serve --workers N` process: settings from the environment, logging as configured."""
     from app.main import create_app
     from app.telemetry.logs import configure_logging
+    from training.audio.warmup import warm_up_in_background
 
     settings = read_settings()
     configure_logging(settings.log_format)
+    warm_up_in_background()
     return create_app(settings)
 
 
