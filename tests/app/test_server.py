@@ -37,7 +37,7 @@ def server(tmp_path_factory, sqlite_template, bundle_dir):
     try:
         _, url = start_server(env, workdir, "timed", started, timed=True)
         port = int(url.rsplit(":", 1)[1])
-        yield port, sorted(workdir.glob("timed-*.log"))[-1]
+        yield port, workdir / "timed.log"  # start_logged writes NAME.log
     finally:
         stop_all(started)
 
