@@ -18,27 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from browser import WAIT_MS, chromium_page
+from paths import ROOT, real_clip
+from playwright.sync_api import Page
 from uvicorn_processes import start_logged, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
 
-ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
-AUDIO = ROOT.parent / "shared" / "data" / "audio"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 30_000  # a bound on waiting for the page to show an answer
 AUDIO_WAIT_MS = 120_000  # ... and for an uploaded clip to be analysed
 
 
@@ -93,25 +81,9 @@ def library_server(tmp_path_factory, bundle_dir, catalogue, library_dir):
 
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Debian's chromium is not installed: run `bash scripts/test.sh`, which installs "
-            "it, or `apt-get install -y --no-install-recommends chromium`"
-        )
     profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data dir
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
-        )
-        context.set_default_timeout(WAIT_MS)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+    with chromium_page(profile, viewport={"width": 1280, "height": 1000}) as page:
+        yield page
 
 
 def shown_rows(page: Page) -> list[tuple[int, str, str, str, float]]:
@@ -242,7 +214,7 @@ def test_search_click_through_filter_map_and_posted_queries(page, server, catalo
     assert page.text_content("#query-title") == "Pasted features"
 
     # an uploaded recording: the API's answer for the same file
-    clip = AUDIO / "147793__setuniman__sweet-waltz-0i-22mi.ogg"
+    clip = real_clip("147793__setuniman__sweet-waltz-0i-22mi.ogg")
     page.set_input_files("#upload-file", str(clip))
     page.click("#upload-form button")
     # Analysing audio takes seconds (more on a busy machine): let the page's request
@@ -310,7 +282,7 @@ def test_library_songs_play_in_place_and_show_album_and_duration(page, library_s
 
 def test_an_upload_added_to_the_catalogue_stays_in_the_address(page, library_server):
     url, _ = library_server
-    clip = AUDIO / "sorohanro_-_solo-trumpet-06.ogg"
+    clip = real_clip("sorohanro_-_solo-trumpet-06.ogg")
     page.goto(f"{url}/")
     page.wait_for_selector("#search-results a")
     page.set_input_files("#upload-file", str(clip))

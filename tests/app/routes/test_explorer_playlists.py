@@ -13,22 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from browser import chromium_page
+from playwright.sync_api import Page
 from uvicorn_processes import server_env, start_server, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-WAIT_MS = 30_000  # a bound on waiting for the page to show an answer
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +39,11 @@ def server(tmp_path_factory, bundle_dir, catalogue):
 
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: `apt-get install -y chromium`")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1400},
-            accept_downloads=True,
-        )
-        context.set_default_timeout(WAIT_MS)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data dir
+    with chromium_page(
+        profile, viewport={"width": 1280, "height": 1400}, accept_downloads=True
+    ) as page:
+        yield page
 
 
 def listed(page: Page) -> list[int]:
