@@ -19,4 +19,6 @@ start_test_postgres
 .venv/bin/ruff format --check .
 .venv/bin/mypy # app/ and training/, configured in pyproject.toml
 # pytest exits 5 when it collects no test: set -e turns that into a failure too.
-.venv/bin/python -m pytest "$@"
+# One worker per core (pytest-xdist): many tests wait on servers they started, and
+# each worker has its own temporary folders, databases and ports.
+.venv/bin/python -m pytest -n auto "$@"
