@@ -93,7 +93,9 @@ class Bundle:
         try:
             return Scoring(**self.manifest.get("scoring", {}))
         except (TypeError, ValueError) as exc:
-            raise BundleError(f"{self.path}: the manifest's scoring is invalid: {exc}") from exc
+            raise BundleError(
+                f"model bundle {self.path}: the manifest's scoring is invalid: {exc}"
+            ) from exc
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, n_features) raw features -> (n, embedding_dim) float32 embeddings."""
@@ -191,6 +193,7 @@ def load_bundle(path: Path) -> Bundle:
     zscore = _load_zscore(path, config.n_features)
     split = _load_split(path)
     bundle = Bundle(model, zscore, split, manifest, manifest_sha256, path)
+    bundle.scoring  # noqa: B018 (a bad scoring is refused here, not at first use)
     _probe(bundle)
     return bundle
 
@@ -215,6 +218,10 @@ def _probe(bundle: Bundle) -> None:
 
 def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
     file = path / MANIFEST
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"model bundle {path}: not a folder (a bundle is a folder of files)")
+    if file.exists() and not file.is_file():
+        raise BundleError(f"model bundle {path}: {MANIFEST} is not a regular file")
     if not file.is_file():
         raise BundleError(f"model bundle {path}: {MANIFEST} not found (train one first)")
     try:
@@ -242,6 +249,8 @@ def _check_hashes(path: Path, manifest: dict[str, Any]) -> None:
         raise BundleError(f"model bundle {path}: manifest lists no hashes for its files")
     for name, digest in expected.items():
         file = path / name
+        if file.exists() and not file.is_file():
+            raise BundleError(f"model bundle {path}: {name} is not a regular file")
         if not file.is_file():
             raise BundleError(f"model bundle {path}: {name} is missing")
         try:

@@ -11,6 +11,7 @@ a saved model is rebuilt as `TripletMLP(ModelConfig(**manifest["model"]))` (or
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,11 +103,38 @@ Embedder = TripletMLP | LinearProjection
 
 
 def embed(model: Embedder, x: np.ndarray) -> np.ndarray:
-    """Run the model on (n, n_features) z-scored inputs in batches, without gradients."""
+    """Run the model on (n, n_features) z-scored inputs in batches, without gradients.
+
+    The forward pass runs in float64 and is cast to float32 at the end, so a song's
+    embedding has the same bits however many rows share its batch: float32 matrix
+    products round differently for one row than for many (BLAS picks other kernels
+    and blockings), and a song posted alone must land at distance exactly 0 from its
+    stored self. float64 differences (~1e-16) vanish in the final rounding to float32.
+    """
     model.eval()
+    parameters = _float64_parameters(model)
     out = np.empty((len(x), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), _EMBED_BATCH):
-            chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + _EMBED_BATCH]))
-            out[start : start + len(chunk)] = model(chunk).numpy()
+            chunk = np.asarray(x[start : start + _EMBED_BATCH], dtype=np.float64)
+            wide = torch.func.functional_call(model, parameters, (torch.from_numpy(chunk),))
+            out[start : start + len(chunk)] = wide.to(torch.float32).numpy()
     return out
+
+
+# model -> (the parameters' identities and versions, their float64 copies). A served
+# model never changes, so each query reuses the copies; training updates parameters in
+# place, which bumps their versions and makes the next call copy afresh.
+_FLOAT64_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _float64_parameters(model: Embedder) -> dict[str, torch.Tensor]:
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    key = tuple((t.data_ptr(), t._version) for t in tensors.values())
+    cached = _FLOAT64_COPIES.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        copies = {name: t.detach().to(torch.float64) for name, t in tensors.items()}
+    _FLOAT64_COPIES[model] = (key, copies)
+    return copies

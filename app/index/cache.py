@@ -42,10 +42,15 @@ from app.index.kinds import IndexSpec
 
 log = logging.getLogger("musicsim.cache")
 
-FORMAT = 2  # 2: manifests record the SHA-256 of embeddings.npy
+# 2: manifests record the SHA-256 of embeddings.npy. 3: embeddings computed in float64
+# and rounded (training.model.embed); entries of 2 differ in their last bits, so a song
+# posted with its own features would not be at distance exactly 0: they are recomputed.
+FORMAT = 3
 ENTRIES_KEPT = 3  # older entries (other models or catalogue states) are removed
 SPOT_CHECK_SONGS = 64
-SPOT_CHECK_TOLERANCE = 1e-4  # float32 embeddings of the same input, batched differently
+# Exact: embeddings have the same bits however they are batched (training.model.embed),
+# so any difference is damage (or another machine's arithmetic: then a rebuild).
+SPOT_CHECK_TOLERANCE = 0.0
 
 
 @dataclass(frozen=True)

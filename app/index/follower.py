@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.catalogue.reads import catalogue_version, read_index_rows, read_song_ids
+from app.catalogue.rows import SongRows
 from app.index.protocol import SongIndex
 from app.orm import Song
 
@@ -43,6 +44,25 @@ log = logging.getLogger("musicsim.sync")
 ID_BLOCK = 4096
 # Ids per look-up of songs not indexed yet: below SQLite's bound-parameter limit.
 LOOKUP_CHUNK = 2000
+
+
+class SkipCount:
+    """Songs left out of the index because their embedding is not finite (thread-safe).
+
+    Such a song stays stored and is tried again at each poll (its features may be
+    corrected), so it counts once per attempt. /metrics reports the total.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.total += n
+
+
+NON_FINITE_SKIPPED = SkipCount()
 
 
 class CatalogueFollower:
@@ -136,5 +156,26 @@ def index_missing_songs(
         for start in range(0, len(missing), lookup_chunk):
             rows, features = read_index_rows(session, ids=missing[start : start + lookup_chunk])
             if len(rows):
-                added += index.add(rows, embed(features))
+                added += _add_finite(index, rows, embed(features))
     return added
+
+
+def _add_finite(index: SongIndex, rows: SongRows, embeddings: np.ndarray) -> int:
+    """Index the songs whose embedding is finite; skip the others with a warning.
+
+    A NaN row would poison every search it is a candidate of (and the neighbourhood
+    radii); features stored by another process or version can embed to one.
+    """
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        skipped = rows.ids[~finite]
+        NON_FINITE_SKIPPED.add(len(skipped))
+        log.warning(
+            "not indexing %d song(s) whose embedding is not finite: %s",
+            len(skipped),
+            skipped[:20].tolist(),
+            extra={"song_ids": skipped[:100].tolist()},
+        )
+        rows = SongRows(*(column[finite] for column in rows.columns()))
+        embeddings = embeddings[finite]
+    return index.add(rows, embeddings) if len(rows) else 0

@@ -165,7 +165,8 @@ def build_index(
     name = f"neighbourhoods-{spec_digest(spec)}-k{scoring.k}-s{scoring.sample}"
     saved = cache.load_array(key, name)
     scored = ScoredIndex.build(index, scoring=scoring, saved=saved)
-    if saved is None:
+    # An l2 service computes them on first need (ScoredIndex.build): nothing to persist yet.
+    if saved is None and scored.has_neighbourhoods:
         try:
             cache.save_array(key, name, scored.table)
         except OSError as exc:

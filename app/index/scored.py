@@ -8,10 +8,12 @@ with the scoring asked for (training.evaluation.scoring, the definitions
 evaluation uses) and keeps the k best. The filters are the backend's, applied
 while fetching the pool, so k songs come back whenever k pass.
 
-Per song it keeps a row of neighbourhood statistics, computed at build from the
-index itself: the radius (mean exact distance to its k nearest other songs), the
-distance to the k-th of them, and the mean and deviation of its distances to a
-fixed random sample of the catalogue (mutual proximity). `_refresh_radii` keeps
+Per song it keeps a row of neighbourhood statistics, computed from the index
+itself at build when the service's scoring is not l2 (and then persisted with the
+embeddings), else at the first search that asks for another scoring: the radius
+(mean exact distance to its k nearest other songs), the distance to the k-th of
+them, and the mean and deviation of its distances to a fixed random sample of
+the catalogue (mutual proximity). `_refresh_radii` keeps
 them current when songs are added or removed: a new song gets its own row, and
 every song whose k nearest it enters (or leaves) is recomputed, found among the
 changed song's pool of nearest songs. Tolerance: a song that is not among a new
@@ -61,42 +63,81 @@ class ScoredIndex:
         inner: SongIndex,
         *,
         scoring: Scoring,
-        table: np.ndarray,
         ids: np.ndarray,
-        sample_ids: np.ndarray,
+        table: np.ndarray | None = None,
         seed: int = 0,
     ):
+        """table: the songs' neighbourhoods (rows in `ids` order), or None to compute them
+        on first need (a search with another scoring than l2, or `table`)."""
         self._inner = inner
         self.scoring = scoring
-        self._table = np.asarray(table, dtype=np.float64)
+        self._seed = seed
         self._pos = {int(song_id): row for row, song_id in enumerate(ids)}
-        self._sample_ids = np.asarray(sample_ids, dtype=np.int64)
-        self._sample = inner.embeddings_of(self._sample_ids).astype(np.float64)
+        self._ready = table is not None
+        self._table = np.zeros((len(ids), COLUMNS)) if table is None else np.array(table, float)
+        self._sample_ids = np.empty(0, dtype=np.int64)
+        self._sample = np.empty((0, 0))
+        if self._ready:
+            self._draw_sample()
         self._write = threading.Lock()
         self._pairs = self._draw_pairs(np.asarray(ids, dtype=np.int64), seed)
         self._pair_scores: dict[str, np.ndarray] = {}
 
     @classmethod
     def build(
-        cls, inner: SongIndex, *, scoring: Scoring, saved: np.ndarray | None = None, seed: int = 0
+        cls,
+        inner: SongIndex,
+        *,
+        scoring: Scoring,
+        saved: np.ndarray | None = None,
+        seed: int = 0,
+        eager: bool | None = None,
     ) -> ScoredIndex:
-        """Neighbourhoods of every indexed song (or `saved` ones computed for these songs)."""
+        """Neighbourhoods of every indexed song (or `saved` ones computed for these songs).
+
+        eager: compute them now; by default only when `scoring` needs them (not l2).
+        Otherwise the first search with another scoring computes them: an l2 service
+        starts without a pass over the whole index (slow over Milvus), and pays it
+        once, if ever a request asks for local scaling or mutual proximity.
+        """
         ids = inner.ids()
-        sample_ids = ids[sample_rows(len(ids), scoring=scoring, seed=seed)]
         usable = saved is not None and saved.shape == (len(ids), COLUMNS)
-        table = np.array(saved, dtype=np.float64) if usable else np.zeros((len(ids), COLUMNS))
-        index = cls(inner, scoring=scoring, table=table, ids=ids, sample_ids=sample_ids, seed=seed)
-        if not usable:
-            for start in range(0, len(ids), BUILD_BATCH):
-                chunk = ids[start : start + BUILD_BATCH]
-                table[start : start + len(chunk)] = index._neighbourhood_rows(
-                    inner.embeddings_of(chunk), own_ids=chunk
-                )
+        index = cls(inner, scoring=scoring, ids=ids, table=saved if usable else None, seed=seed)
+        if eager if eager is not None else scoring.name != "l2":
+            index.ensure_neighbourhoods()
         return index
 
     @property
+    def has_neighbourhoods(self) -> bool:
+        """Whether the per-song table is computed (and kept current from then on)."""
+        return self._ready
+
+    def ensure_neighbourhoods(self) -> None:
+        """Compute every indexed song's neighbourhood row, unless done already."""
+        if self._ready:
+            return
+        with self._write:  # adds and removals wait: the table is complete when they resume
+            if self._ready:
+                return
+            ids = np.fromiter(self._pos, dtype=np.int64, count=len(self._pos))
+            self._draw_sample()
+            for start in range(0, len(ids), BUILD_BATCH):
+                chunk = ids[start : start + BUILD_BATCH]
+                rows = self._neighbourhood_rows(self._inner.embeddings_of(chunk), own_ids=chunk)
+                self._table[[self._pos[int(i)] for i in chunk]] = rows
+            self._pair_scores.clear()
+            self._ready = True
+
+    def _draw_sample(self) -> None:
+        """The mutual-proximity sample: fixed songs of the catalogue as it is now."""
+        ids = np.fromiter(self._pos, dtype=np.int64, count=len(self._pos))
+        self._sample_ids = ids[sample_rows(len(ids), scoring=self.scoring, seed=self._seed)]
+        self._sample = self._inner.embeddings_of(self._sample_ids).astype(np.float64)
+
+    @property
     def table(self) -> np.ndarray:
-        """The per-song statistics in build order (what the cache persists)."""
+        """The per-song statistics in build order (what the cache persists), computed if need be."""
+        self.ensure_neighbourhoods()
         return self._table
 
     # --- the SongIndex protocol, delegated -------------------------------------------
@@ -143,7 +184,7 @@ class ScoredIndex:
             # Placeholder rows first: a search may see a new song as soon as the backend has it.
             self._extend(new_ids, np.zeros((len(new_ids), COLUMNS)))
             added = self._inner.add(rows, embeddings)
-            if len(new_ids):
+            if len(new_ids) and self._ready:
                 vectors = np.asarray(embeddings, dtype=np.float32)[new]
                 self._refresh_radii(new_ids, vectors, added=True)
             return added
@@ -153,7 +194,7 @@ class ScoredIndex:
         with self._write:
             present = np.array([i for i in map(int, song_ids) if i in self._pos], dtype=np.int64)
             affected: np.ndarray | list[int] = []
-            if len(present):
+            if len(present) and self._ready:
                 vectors = self._inner.embeddings_of(present)
                 affected = self._affected_by(vectors, present, added=False)
             removed = self._inner.remove(song_ids)
@@ -175,6 +216,8 @@ class ScoredIndex:
     ) -> list[list[Neighbour]]:
         """The k best-scored songs for each query vector, among its pool of L2 candidates."""
         scoring = self.resolve(scoring)
+        if scoring.name != "l2":
+            self.ensure_neighbourhoods()
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         found = self._inner.search(
             queries, k=scoring.pool_for(k), where=where, exclude_song=exclude_song

@@ -21,9 +21,15 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from app.index.follower import NON_FINITE_SKIPPED
 from app.service import Service
 
 # Any other method is counted as "other": a client must not be able to mint label values.
@@ -46,6 +52,13 @@ class ServiceCollector(Collector):
         songs = GaugeMetricFamily("musicsim_index_songs", "Songs in the similarity index")
         songs.add_metric([], len(service.index))
         yield songs
+        skipped = CounterMetricFamily(
+            "musicsim_index_non_finite_skipped",
+            "Songs the follower left unindexed because their embedding is not finite "
+            "(once per attempt; such a song is tried again each poll)",
+        )
+        skipped.add_metric([], NON_FINITE_SKIPPED.total)
+        yield skipped
         model = InfoMetricFamily("musicsim_model", "The model bundle served")
         bundle = service.bundle
         model.add_metric([], {"name": bundle.name, "manifest_sha256": bundle.manifest_sha256})

@@ -216,6 +216,21 @@ def test_every_other_row_zeroed_is_detected(engine, bundle, tmp_path, caplog, ch
     assert got == expected
 
 
+def test_embeddings_off_in_their_last_bit_are_recomputed(engine, bundle, tmp_path, caplog):
+    # What float32 batching used to leave (issue 16 item 8): close, but a song posted with
+    # its own features would then be at a distance of ~1e-7 from itself, not 0.
+    cache = EmbeddingCache(tmp_path / "cache")
+    start(engine, bundle, cache)
+    entry = the_entry(cache)
+    stored = np.load(entry / "embeddings.npy")  # a copy in memory, in index order
+    np.save(entry / "embeddings.npy", np.nextafter(stored, np.float32(np.inf)))
+    rewrite_checksum(entry)
+    with caplog.at_level(logging.WARNING, logger="musicsim.index"):
+        index, embedded = start(engine, bundle, cache)
+    assert embedded >= len(index) and "differ from the model's output" in caplog.text
+    np.testing.assert_array_equal(index.embeddings_of(index.ids()), stored)
+
+
 def test_a_nan_row_is_detected_even_with_a_matching_checksum(engine, bundle, tmp_path, caplog):
     cache = EmbeddingCache(tmp_path / "cache")
     start(engine, bundle, cache)

@@ -27,7 +27,7 @@ from app.catalogue.reads import read_index_rows, read_song_ids
 from app.config import Settings
 from app.db import open_database
 from app.index.faiss_index import FaissSongIndex
-from app.index.follower import index_missing_songs
+from app.index.follower import NON_FINITE_SKIPPED, index_missing_songs
 from app.main import create_app
 from app.orm import Song, features_to_blob
 
@@ -100,6 +100,39 @@ def test_missing_songs_are_indexed_for_every_block_and_chunk_size(
         np.testing.assert_array_equal(index.embedding_of(song), expected)
     with Session(engine) as session:  # nothing is left to add
         assert index_missing_songs(session, index, embed, id_block=id_block) == 0
+
+
+def test_songs_whose_embedding_is_not_finite_are_skipped_with_a_warning_and_counted(
+    half_indexed, caplog
+):
+    engine, index, ids, kept = half_indexed
+    missing = np.setdiff1d(ids, kept)
+    with Session(engine) as session:
+        rows, features = read_index_rows(session, ids=missing)
+    song_of = {row.tobytes(): int(song) for song, row in zip(rows.ids, features, strict=True)}
+    poisoned = set(missing[::5].tolist())
+
+    def embed(batch):
+        """The stand-in model, with a NaN or an infinity in each poisoned song's embedding."""
+        out = _first_columns(batch)
+        for row, song in enumerate(song_of[f.tobytes()] for f in batch):
+            if song in poisoned:
+                out[row, song % 4] = np.nan if song % 2 else np.inf
+        return out
+
+    before = NON_FINITE_SKIPPED.total
+    with caplog.at_level("WARNING", logger="musicsim.sync"), Session(engine) as session:
+        added = index_missing_songs(session, index, embed, lookup_chunk=97)
+    assert added == len(missing) - len(poisoned)
+    assert set(index.ids().tolist()) == set(ids.tolist()) - poisoned
+    assert np.isfinite(index.embeddings_of(index.ids())).all()
+    assert NON_FINITE_SKIPPED.total - before == len(poisoned)
+    warned = [r for r in caplog.records if "not finite" in r.getMessage()]
+    assert {song for r in warned for song in r.song_ids} == poisoned
+    with Session(engine) as session:  # still stored, still refused: tried again, counted again
+        assert index_missing_songs(session, index, embed) == 0
+    assert NON_FINITE_SKIPPED.total - before == 2 * len(poisoned)
+    assert set(index.ids().tolist()) == set(ids.tolist()) - poisoned
 
 
 class _GatedPolls:

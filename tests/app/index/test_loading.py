@@ -40,3 +40,33 @@ def test_songs_embedded_in_chunks_equal_their_features_embedded_at_once(
     full, rest = divmod(N_SONGS, chunk_songs)
     assert embed.sizes == [chunk_songs] * full + ([rest] if rest else [])
     np.testing.assert_array_equal(out, 2.0 * catalogue.features[rows][:, [0, 517]])
+
+
+def test_neighbourhoods_are_persisted_when_the_service_scoring_needs_them_and_reused(
+    database_url, tmp_path
+):
+    from app.index.cache import EmbeddingCache
+    from app.index.loading import build_index
+    from training.evaluation.scoring import Scoring
+
+    embed = _CountingEmbed()
+    cache = EmbeddingCache(tmp_path / "cache")
+    engine = open_database(database_url)
+
+    def start(scoring):
+        with Session(engine) as session:
+            return build_index(session, embed, 2, cache=cache, model_sha256="m", scoring=scoring)
+
+    try:
+        plain = start(Scoring(k=5))  # l2: computed on first need, so nothing is saved
+        assert not plain.has_neighbourhoods
+        assert not list((tmp_path / "cache").rglob("neighbourhoods-*.npy"))
+        scaled = start(Scoring("local-scaling", k=5))
+        assert scaled.has_neighbourhoods
+        (saved,) = (tmp_path / "cache").rglob("neighbourhoods-*.npy")
+        np.testing.assert_array_equal(np.load(saved), scaled.table)
+        np.save(saved, np.load(saved) + 1.0)  # a marker: the next start must read this file
+        again = start(Scoring("local-scaling", k=5))
+        np.testing.assert_array_equal(again.table, scaled.table + 1.0)
+    finally:
+        engine.dispose()

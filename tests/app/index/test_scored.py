@@ -205,3 +205,73 @@ def test_radii_after_removals_equal_a_full_recomputation():
     got, expected = table_by_id(index, rows.ids[keep]), table_by_id(rebuilt, rows.ids[keep])
     np.testing.assert_allclose(got[:, [RADIUS, KTH]], expected[:, [RADIUS, KTH]], rtol=1e-12)
     assert not any(int(i) in {n.song_id for n in index.search(vectors[0], k=50)[0]} for i in gone)
+
+
+class CountingSearches:
+    """A backend wrapper counting the neighbour searches made through it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.searches = 0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __len__(self):
+        return len(self._inner)
+
+    def __contains__(self, song_id):
+        return song_id in self._inner
+
+    def search(self, vectors, **kwargs):
+        self.searches += len(np.atleast_2d(vectors))
+        return self._inner.search(vectors, **kwargs)
+
+
+def test_an_l2_index_starts_without_a_pass_over_its_songs_and_l2_searches_need_none():
+    rows, vectors = catalogue(300, seed=5)
+    backend = CountingSearches(FaissSongIndex.from_embeddings(rows, vectors))
+    index = ScoredIndex.build(backend, scoring=Scoring(k=K_RADIUS))
+    assert backend.searches == 0 and not index.has_neighbourhoods
+    index.search(vectors[:4], k=5)
+    index.search(vectors[9], k=5, exclude_song=int(rows.ids[9]), scoring="l2")
+    assert backend.searches == 5 and not index.has_neighbourhoods  # the queries' own only
+
+
+def test_an_index_serving_another_scoring_computes_its_neighbourhoods_at_build():
+    rows, vectors = catalogue(300, seed=5)
+    backend = CountingSearches(FaissSongIndex.from_embeddings(rows, vectors))
+    index = ScoredIndex.build(backend, scoring=Scoring("local-scaling", k=K_RADIUS))
+    assert index.has_neighbourhoods and backend.searches == len(rows)  # one per song
+
+
+def test_neighbourhoods_computed_on_first_need_after_adds_and_removals_equal_a_fresh_build():
+    rows, vectors = catalogue(400, seed=6)
+    first = SongRows(*(c[:300] for c in rows.columns()))
+    index = ScoredIndex.build(
+        FaissSongIndex.from_embeddings(first, vectors[:300]), scoring=Scoring(k=K_RADIUS, sample=80)
+    )
+    index.add(SongRows(*(c[300:] for c in rows.columns())), vectors[300:])
+    gone = rows.ids[::9]
+    index.remove(gone)
+    assert not index.has_neighbourhoods
+    found = index.search(vectors[1], k=8, scoring="local-scaling")[0]  # the first need
+    assert index.has_neighbourhoods
+    keep = ~np.isin(rows.ids, gone)
+    fresh = ScoredIndex.build(
+        FaissSongIndex.from_embeddings(SongRows(*(c[keep] for c in rows.columns())), vectors[keep]),
+        scoring=Scoring("local-scaling", k=K_RADIUS, sample=80),
+    )
+    ids = rows.ids[keep]
+    np.testing.assert_allclose(table_by_id(index, ids), table_by_id(fresh, ids), rtol=1e-12)
+    for name in ("local-scaling", "mutual-proximity"):
+        for row in (1, 50, 333):
+            got = index.search(vectors[row], k=8, scoring=name)[0]
+            expected = fresh.search(vectors[row], k=8, scoring=name)[0]
+            assert [n.song_id for n in got] == [n.song_id for n in expected]
+    assert found[0].song_id == rows.ids[1]
+    # From then on adds keep them current, as an eager index's are.
+    more_rows, more = catalogue(20, seed=7)
+    more_rows = SongRows(more_rows.ids + 10_000, *more_rows.columns()[1:])
+    index.add(more_rows, more)
+    assert table_by_id(index, more_rows.ids)[:, RADIUS].min() > 0

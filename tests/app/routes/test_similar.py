@@ -4,6 +4,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from training.artefacts import load_bundle, save_bundle
+from training.config import TrainConfig
+from training.train import train_on_catalogue
 
 
 @pytest.fixture(params=["faiss", "milvus"])
@@ -120,3 +128,38 @@ def test_posted_features_accept_filters(client, catalogue):
     body = {"features": catalogue.features[25].tolist(), "k": 5, "exclude_artist": artist}
     results = client.post("/songs/similar", json=body).json()["results"]
     assert len(results) == 5 and all(r["artist"]["id"] != artist for r in results)
+
+
+@pytest.fixture(scope="module")
+def saturated_bundle_dir(catalogue, tmp_path_factory):
+    """A bundle whose embeddings saturate: the output layer scaled up, so squared norms
+    come near the 518 maximum (where float32 distances cancel) while most coordinates
+    stay short of ±1 (so their low bits depend on how the product was computed)."""
+    run = train_on_catalogue(catalogue, TrainConfig(epochs=1, seed=0))
+    with torch.no_grad():
+        run.model.net[-2].weight.mul_(24.0)
+        run.model.net[-2].bias.mul_(24.0)
+    out = tmp_path_factory.mktemp("models") / "saturated"
+    return save_bundle(run, out_dir=out, data_fingerprint=catalogue.fingerprint)
+
+
+def test_every_song_posted_with_its_own_features_is_first_at_distance_exactly_zero(
+    database_url, saturated_bundle_dir, tmp_path, catalogue
+):
+    embeddings = load_bundle(saturated_bundle_dir).embed(catalogue.features).astype(np.float64)
+    assert (embeddings**2).sum(axis=1).mean() > 450  # saturated, as the issue's catalogue
+    assert len(np.unique(catalogue.features, axis=0)) == len(catalogue.features)  # no twins
+    settings = Settings(
+        model_dir=saturated_bundle_dir,
+        database_url=database_url,
+        index_cache_dir=tmp_path / "index-cache",
+        _env_file=None,
+    )
+    wrong = []
+    with TestClient(create_app(settings)) as client:
+        for song, features in zip(catalogue.track_ids, catalogue.features, strict=True):
+            body = {"features": features.tolist(), "k": 2}
+            first = client.post("/songs/similar", json=body).json()["results"][0]
+            if (first["id"], first["distance"]) != (int(song), 0.0):
+                wrong.append((int(song), first["id"], first["distance"]))
+    assert wrong == []

@@ -3,6 +3,7 @@
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.index.follower import NON_FINITE_SKIPPED
 from app.main import create_app
 
 
@@ -56,6 +57,10 @@ def test_index_size_and_model_follow_the_service(client, catalogue, bundle):
     assert samples[("musicsim_index_songs", frozenset())] == len(catalogue.tracks)
     model = {"name": bundle.name, "manifest_sha256": bundle.manifest_sha256}
     assert samples[("musicsim_model_info", frozenset(model.items()))] == 1.0
+    skipped = NON_FINITE_SKIPPED.total  # process-wide: other tests' follower runs count too
+    assert samples[("musicsim_index_non_finite_skipped_total", frozenset())] == skipped
+    NON_FINITE_SKIPPED.add(3)
+    assert scrape(client)[("musicsim_index_non_finite_skipped_total", frozenset())] == skipped + 3
 
     new = {"title": "Counted", "artist": "Metric Band", "features": catalogue.features[3].tolist()}
     assert client.post("/songs", json=new).status_code == 201
