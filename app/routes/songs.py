@@ -60,6 +60,8 @@ def song_out(song: Song) -> SongOut:
         source=song.source,
         file=song.file_path,
         audio_url=audio_url(song),
+        album_artist=song.album_artist,
+        track_number=song.track_number,
     )
 
 
@@ -89,6 +91,8 @@ def similar_song(song: Song, *, distance: float, similarity: float | None = None
         album=song.album,
         duration=song.duration,
         audio_url=audio_url(song),
+        album_artist=song.album_artist,
+        track_number=song.track_number,
     )
 
 
