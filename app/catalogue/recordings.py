@@ -24,6 +24,7 @@ import numpy as np
 # vector stays far below it, two different recordings far above it.
 DUPLICATE_DISTANCE = 1e-4
 _NOT_A_WORD = re.compile(r"[\W_]+")
+_ACCENTS = re.compile("[\u0300-\u036f]+")
 
 
 @functools.lru_cache(maxsize=65_536)  # a path or radio normalises the same titles often
@@ -34,9 +35,11 @@ def normalised(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return " ".join(_NOT_A_WORD.sub(" ", bare).split()) or None
+    # Accents are the marks of U+0300-U+036F; other scripts' marks (kana's voicing
+    # marks, Indic vowel signs) change the letter, so they stay, recomposed.
+    bare = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
+    folded = unicodedata.normalize("NFC", bare).casefold()
+    return " ".join(_NOT_A_WORD.sub(" ", folded).split()) or None
 
 
 def recording_key(*, title: str | None, artist: str | None) -> str | None:

@@ -31,7 +31,7 @@ from app.schemas import (
     SongPage,
     parse_near,
 )
-from app.similarity import add_and_index
+from app.similarity import add_and_index, search_distinct
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 MAX_PAGE = 100  # songs per page of GET /songs
@@ -182,9 +182,10 @@ def read_similar_songs(
     where = SongFilter(
         exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
-    neighbours = index.search(
-        index.embedding_of(song_id), k=k, where=where, exclude_song=song_id, scoring=scoring
-    )
+    neighbours = search_distinct(
+        session, index, index.embedding_of(song_id), k=k, where=where, exclude_song=song_id,
+        scoring=scoring,
+    )  # fmt: skip
     results = similar_songs(session, neighbours[0])
     if format == "m3u":
         return as_m3u(request, results)
@@ -201,7 +202,9 @@ def search_posted(
         raise HTTPException(
             422, f"features of item(s) {unusable.tolist()} cannot be embedded (not finite)"
         )
-    found = index.search(embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring)
+    found = search_distinct(
+        session, index, embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring
+    )
     return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
 
 
