@@ -1,8 +1,9 @@
 """No answer holds two copies of one recording, nor a copy of the query song itself.
 
 A catalogue with planted copies: twelve songs with song A's exact features (other
-titles and artists: more than the spare candidates a search asks for), and one song with song B's title and artist (cased and
-punctuated differently) but other features. GET /songs/{id}/similar, POST
+titles and artists: more than the spare candidates a search asks for), and one
+song with song B's title and artist (cased and punctuated differently) but other
+features. GET /songs/{id}/similar, POST
 /songs/similar and the batch route are checked against those known groups and
 against a brute-force pairwise check of every answer, and still return k results.
 """
