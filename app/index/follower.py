@@ -100,6 +100,12 @@ class CatalogueFollower:
             self._version = version
             return added
 
+    def note_revision(self, song_id: int, revision: int) -> None:
+        """This process re-indexed the song as it is at this revision (its own PATCH of
+        new features): the next poll need not replace its entry again, which would
+        leave it out of searches for a moment."""
+        self._revisions.revisions[int(song_id)] = int(revision)
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:

@@ -185,3 +185,21 @@ def test_every_song_of_the_database_keeps_one_entry_after_patches_are_followed(
     index = reader.app.state.service.index
     assert sorted(index.ids().tolist()) == stored.tolist()
     assert reader.get(f"/songs/{catalogue.track_ids[0]}").json()["title"].startswith("New title")
+
+
+def test_a_process_does_not_replace_again_the_entry_its_own_patch_of_features_wrote(
+    two_processes, catalogue, monkeypatch
+):
+    # Replacing an entry is a removal then an addition: a search in between would miss
+    # the song, so the writer's own follower must leave what its PATCH indexed alone.
+    writer, _ = two_processes
+    song = int(catalogue.track_ids[0])
+    body = {"features": (catalogue.features[40] * 1.01).tolist()}
+    assert writer.patch(f"/songs/{song}", json=body, headers=HEADERS).status_code == 200
+    index = writer.app.state.service.index
+    removed: list = []
+    original = index.remove
+    monkeypatch.setattr(index, "remove", lambda ids: removed.append(list(ids)) or original(ids))
+    writer.app.state.service.follower.poll_once()
+    assert removed == [] or all(len(r) == 0 for r in removed)
+    assert song in index
