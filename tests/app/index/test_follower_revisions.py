@@ -185,6 +185,13 @@ def test_every_song_of_the_database_keeps_one_entry_after_patches_are_followed(
     index = reader.app.state.service.index
     assert sorted(index.ids().tolist()) == stored.tolist()
     assert reader.get(f"/songs/{catalogue.track_ids[0]}").json()["title"].startswith("New title")
+    first = int(catalogue.track_ids[0])
+    body = {"track_number": 3, "album_artist": "The Band"}
+    assert writer.patch(f"/songs/{first}", json=body, headers=HEADERS).status_code == 200
+    shown = reader.get(f"/songs/{first}").json()
+    assert (shown["track_number"], shown["album_artist"]) == (3, "The Band")
+    for bad in ({"album": "a\x00b"}, {"track_number": 0}):  # NUL: PostgreSQL cannot store it
+        assert writer.patch(f"/songs/{first}", json=bad, headers=HEADERS).status_code == 422
 
 
 def test_a_process_does_not_replace_again_the_entry_its_own_patch_of_features_wrote(
