@@ -188,6 +188,11 @@ def library(
     except ValueError as exc:
         raise fail(f"no model made: {exc}") from exc
     console.print(f"model {settings.model_dir}: {selection['method']} ({selection['reason']})")
+    for c in selection.get("auto", {}).get("candidates", []):  # when selection ran
+        console.print(
+            f"  {c['name']:>6} {c['scoring']:>16}: validation AUC {c['mean_auc']:.4f} "
+            f"mAP {c['mean_average_precision']:.4f}"
+        )
     if scan.skipped:
         console.print(f"[red]{len(scan.skipped)} file(s) could not be analysed[/red]:")
         for skipped, reason in scan.skipped:

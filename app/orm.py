@@ -110,6 +110,11 @@ class Song(Base):
     genre_id: Mapped[int | None] = mapped_column(ForeignKey("genres.id"), index=True)
     duration: Mapped[float | None] = mapped_column(Float)
     album: Mapped[str | None] = mapped_column(String(1024))
+    album_artist: Mapped[str | None] = mapped_column(String(1024))
+    track_number: Mapped[int | None] = mapped_column(Integer)
+    # Changes made to this row in place (PATCH, a re-import with other values): other
+    # processes re-read a song whose revision moved since they indexed it (0005).
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
     features: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(

@@ -19,18 +19,14 @@ pass the filters costs a few searches, never a hang.
 from __future__ import annotations
 
 import functools
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.catalogue.recordings import DUPLICATE_DISTANCE, normalised, recording_key
 from app.index.protocol import Neighbour, SongFilter, SongIndex
 
-# Two songs closer than this in the embedding space are the same recording (a
-# re-import, a duplicate upload): float32 rounding of one vector stays far below it.
-DUPLICATE_DISTANCE = 1e-4
 # Songs a path or radio step asks for first; fourfold more while none of them is allowed.
 FIRST_POOL = 32
 
@@ -59,21 +55,10 @@ class Rules:
     artist_gap: int = 0  # no artist twice within this many consecutive songs (radio)
 
 
-@functools.lru_cache(maxsize=65_536)  # a path or radio normalises the same titles often
-def normalised(text: str | None) -> str | None:
-    """Case, accents, punctuation and spacing folded away: "Héllo,  World!" -> "hello world"."""
-    if text is None:
-        return None
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
-    words = re.sub(r"[^0-9a-z]+", " ", folded).split()
-    return " ".join(words) or None
-
-
 @functools.lru_cache(maxsize=65_536)
 def title_key(track: Track) -> str | None:
     """Same normalised title and artist name: the same song, whatever its id."""
-    title, artist = normalised(track.title), normalised(track.artist_name)
-    return None if title is None or artist is None else f"{title}\x00{artist}"
+    return recording_key(title=track.title, artist=track.artist_name)
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -81,6 +81,8 @@ class SongOut(BaseModel):
     # A library song's file, relative to the library root, and where to stream it from.
     file: str | None = None
     audio_url: str | None = None
+    album_artist: str | None = None
+    track_number: int | None = Field(None, description="The song's number on its album")
 
 
 class SimilarSong(BaseModel):
@@ -97,6 +99,8 @@ class SimilarSong(BaseModel):
     album: str | None = None
     duration: float | None = Field(None, description="Seconds, when known")
     audio_url: str | None = None  # GET /songs/{id}/audio, for songs that keep their file
+    album_artist: str | None = None
+    track_number: int | None = None
 
 
 class SimilarOut(BaseModel):
@@ -171,12 +175,17 @@ class SongPatch(Strict):
 
     title: str | None = Field(None, min_length=1, max_length=1024)
     album: str | None = Field(None, max_length=1024)
+    album_artist: str | None = Field(None, max_length=1024)
+    track_number: int | None = Field(None, ge=1, le=9999)
     genre: str | None = Field(None, description="A top-level genre title")
     duration: float | None = Field(None, ge=0, le=86_400)
     features: FeatureVector | None = Field(None, description="New features: re-embedded at once")
 
     @model_validator(mode="after")
     def _features_cannot_be_cleared(self) -> SongPatch:
+        refuse_nul(
+            title=self.title, album=self.album, album_artist=self.album_artist, genre=self.genre
+        )
         if "features" in self.model_fields_set and self.features is None:
             raise ValueError("features cannot be cleared: give 518 numbers or leave them out")
         return self

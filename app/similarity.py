@@ -1,6 +1,8 @@
-"""What the routes share beyond one handler: storing a song and indexing it in one step.
+"""What the routes share beyond one handler: storing a song and indexing it in one step,
+and searching so that no answer holds two copies of one recording.
 
 >>> song_id = add_and_index(session, index, bundle.embed, NewSong(...))
+>>> found = search_distinct(session, index, vectors, k=10, where=SongFilter())
 >>> delete_and_unindex(session, index, [song_id])
 >>> update_and_reindex(session, index, bundle.embed, song_id, {"title": "..."})
 """
@@ -14,10 +16,11 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.catalogue import CatalogueError
-from app.catalogue.reads import read_index_rows
+from app.catalogue.reads import read_index_rows, read_recording_keys
+from app.catalogue.recordings import first_distinct
 from app.catalogue.rows import SongRows
 from app.catalogue.writes import NewSong, add_song, delete_songs, update_song
-from app.index.protocol import SongIndex
+from app.index.protocol import Neighbour, SongFilter, SongIndex
 from app.orm import Song
 
 log = logging.getLogger("musicsim.catalogue")
@@ -82,3 +85,76 @@ def update_and_reindex(
     index.remove(np.array([song_id]))
     index.add(rows, embedding)
     return song
+
+
+# Candidates asked for beyond k (at least), so that dropping copies of one recording
+# still leaves k; where too few remain, the pool grows fourfold, up to MAX_ROUNDS times.
+EXTRA_CANDIDATES = 8
+MAX_ROUNDS = 3
+MAX_POOL = 16_384  # Milvus answers at most this many neighbours per query
+
+
+def search_distinct(
+    session: Session,
+    index,
+    vectors: np.ndarray,
+    *,
+    k: int,
+    where: SongFilter | None = None,
+    exclude_song: int | None = None,
+    scoring=None,
+) -> list[list[Neighbour]]:
+    """The k best songs for each query vector (as `index.search`), no two of them copies of
+    one recording (app.catalogue.recordings), nor copies of the stored song `exclude_song`.
+
+    k results come back whenever the index holds k distinct recordings that pass the
+    filter: a query short of k after dropping copies searches again with a larger pool.
+    """
+    queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    taken_keys: list[str | None] = []
+    taken_vectors = None
+    if exclude_song is not None:
+        taken_keys = [read_recording_keys(session, [exclude_song]).get(exclude_song)]
+        taken_vectors = index.embeddings_of(np.array([exclude_song], dtype=np.int64))
+    results: list[list[Neighbour] | None] = [None] * len(queries)
+    pending = np.arange(len(queries))
+    size = k + max(EXTRA_CANDIDATES, k // 4)
+    for round_ in range(MAX_ROUNDS + 1):
+        size = max(min(size, len(index), MAX_POOL), k)
+        found = index.search(
+            queries[pending], k=size, where=where, exclude_song=exclude_song, scoring=scoring
+        )
+        kept_lists = _distinct(session, index, found, k, taken_keys, taken_vectors)
+        short = []
+        for q, candidates, kept in zip(pending, found, kept_lists, strict=True):
+            results[q] = kept
+            exhausted = len(candidates) < size or size >= min(len(index), MAX_POOL)
+            if len(kept) < k and not exhausted:
+                short.append(q)
+        if not short or round_ == MAX_ROUNDS:
+            break
+        pending, size = np.asarray(short), size * 4
+    return [r or [] for r in results]
+
+
+def _distinct(session, index, found, k, taken_keys, taken_vectors) -> list[list[Neighbour]]:
+    """Each query's candidates cut to the first k distinct recordings: one read of the
+    candidates' titles and one of their vectors for all queries."""
+    found = [[n for n in candidates if n.song_id in index] for candidates in found]  # deleted?
+    ids = np.unique(np.asarray([n.song_id for c in found for n in c], dtype=np.int64))
+    if not len(ids):
+        return [[] for _ in found]
+    keys_of = read_recording_keys(session, ids.tolist())
+    vectors = index.embeddings_of(ids)
+    kept = []
+    for candidates in found:
+        rows = np.searchsorted(ids, [n.song_id for n in candidates])
+        chosen = first_distinct(
+            keys=[keys_of.get(int(ids[r])) for r in rows],
+            vectors=vectors[rows],
+            k=k,
+            taken_keys=taken_keys,
+            taken_vectors=taken_vectors,
+        )
+        kept.append([candidates[c] for c in chosen])
+    return kept

@@ -6,8 +6,17 @@
 With too few artists that have two or more songs to learn from, the bundle is the
 z-score statistics of the library itself with the identity projection (songs
 compared by z-scored L2, nothing learned), fitted on all its songs. With enough,
-`choose_library_model` picks a learned method. Either way the manifest's
-"selection" records what was chosen and why.
+`choose_library_model` runs `musicsim train --method auto`'s selection
+(training/selection.py) over the library's named artists and refits the winner.
+Either way the manifest's "selection" records what was chosen and why (with every
+candidate's validation figures when selection ran).
+
+The budget, so that a real library costs seconds to minutes, not hours: the linear
+candidates only (z-score, LDA, NCA on at most NCA_MAX_TRACKS tracks), each under
+every scoring; no network candidates (minutes each at FMA size: `musicsim train
+--method auto` offers them). Selection reads at most SELECTION_SONGS songs (whole
+artists, drawn at random), since scoring the validation artists compares all their
+songs pairwise; the refit reads the whole library.
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ import numpy as np
 # Artists with two or more songs needed before a learned metric is tried: below
 # this, an artist split leaves a handful of classes to learn from and evaluate on.
 MIN_LEARNING_ARTISTS = 10
+LIBRARY_CANDIDATES = ("zscore", "lda", "nca")
+NCA_MAX_TRACKS = 2000  # NCA's cost grows with the square of its tracks
+SELECTION_SONGS = 6000  # songs selection may read, at most (whole artists)
 LIBRARY_MAKER = "musicsim library"  # recorded in the manifest: the command may remake it
 
 
@@ -46,6 +58,7 @@ def make_library_model(
     n_learnable = int((counts >= 2).sum())
     if n_learnable < MIN_LEARNING_ARTISTS:
         run = zscore_run(features)
+        scoring = None
         selection: dict[str, Any] = {
             "method": "zscore",
             "reason": (
@@ -55,7 +68,7 @@ def make_library_model(
             ),
         }
     else:
-        run, selection = choose_library_model(
+        run, selection, scoring = choose_library_model(
             features=features,
             artist_ids=np.where(labelled, artist_ids, -1 - np.arange(len(features))),
         )
@@ -65,7 +78,12 @@ def make_library_model(
         "artists_with_two_or_more_songs": n_learnable,
     }
     save_bundle(
-        run, out_dir=out_dir, data_fingerprint=data_fingerprint, name=name, selection=selection
+        run,
+        out_dir=out_dir,
+        data_fingerprint=data_fingerprint,
+        name=name,
+        scoring=scoring,
+        selection=selection,
     )
     return selection
 
@@ -90,24 +108,47 @@ def zscore_run(features: np.ndarray):
     return TrainedRun(model, zscore, split, LinearTrainConfig(method="zscore"))
 
 
-def choose_library_model(*, features: np.ndarray, artist_ids: np.ndarray):
-    """The learned metric for a library with enough artists: (run, selection record).
+def choose_library_model(*, features: np.ndarray, artist_ids: np.ndarray, seed: int = 0):
+    """Selection on validation artists, then the winner refitted: (run, record, scoring).
 
-    For now LDA on the paper's artist split. This is the one place to hand the
-    choice to candidate selection on validation artists (`musicsim train --method auto`).
+    artist_ids: (n,); songs whose artist nobody named carry an id of their own, so
+    the artist split drops them (an artist needs two songs to be a class).
     """
     import pandas as pd
 
-    from training.config import LinearTrainConfig
     from training.data.fma import Catalogue
-    from training.linear import fit_linear_on_catalogue
+    from training.selection import AutoConfig, chosen_scoring, refit, select_candidates
 
-    config = LinearTrainConfig(method="lda")
     tracks = pd.DataFrame({"artist_id": artist_ids}, index=np.arange(1, len(artist_ids) + 1))
     catalogue = Catalogue(features, tracks, pd.DataFrame(), 0, 0, "")
-    run = fit_linear_on_catalogue(catalogue, config)
-    return run, {
-        "method": "lda",
-        "reason": f"enough artists with two or more songs (at least {MIN_LEARNING_ARTISTS}): "
-        "LDA with artists as classes on the artist split",
+    config = AutoConfig(seed=seed, candidates=LIBRARY_CANDIDATES, nca_max_tracks=NCA_MAX_TRACKS)
+    subset = selection_subset(catalogue, most=SELECTION_SONGS, seed=seed)
+    selection = select_candidates(subset, config)
+    run = refit(catalogue, selection)
+    best = selection.best
+    record = {
+        "method": best.name,
+        "scoring": best.scoring,
+        "reason": (
+            f"enough artists with two or more songs (at least {MIN_LEARNING_ARTISTS}): "
+            f"{best.name} with {best.scoring} had the highest validation mean AUC "
+            f"({best.mean_auc:.4f}) of {len(selection.candidates)} candidates "
+            f"(musicsim train --method auto's selection), refitted on the training artists"
+        ),
+        "selection_songs": int(len(subset.features)),
+        "auto": selection.as_dict(),
     }
+    return run, record, chosen_scoring(selection)
+
+
+def selection_subset(catalogue, *, most: int, seed: int):
+    """The catalogue cut to random whole artists holding at most `most` songs (all of it
+    when it is no larger)."""
+    from training.selection import training_catalogue
+
+    if len(catalogue.features) <= most:
+        return catalogue
+    artists, counts = np.unique(catalogue.artist_ids, return_counts=True)
+    order = np.random.default_rng([seed, 2]).permutation(len(artists))
+    kept = order[np.cumsum(counts[order]) <= most]
+    return training_catalogue(catalogue, artists=artists[kept])

@@ -20,17 +20,28 @@ songs (and its artists no other song uses).
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.catalogue import CatalogueError
+from app.catalogue.recordings import normalised
 from app.orm import FMA, LIBRARY, Artist, Genre, Song, features_to_blob
 from app.orm import Catalogue as CatalogueRow
 from training.data.fma import Catalogue
@@ -188,19 +199,21 @@ def _song_frame(catalogue: Catalogue, source: CatalogueSource) -> pd.DataFrame:
         tagged = [_clean(n) for n in tracks["artist_name"]]
         # Untagged files get an artist each: one shared "unknown" artist would make
         # every untagged file the same artist's work to the model and to filters.
-        artist_keys = [
-            "name:" + normalised(n) if n else "file:" + key
-            for n, key in zip(tagged, keys, strict=True)
-        ]
+        artist_keys = [artist_key(name=n, file=key) for n, key in zip(tagged, keys, strict=True)]
         names = [n or UNKNOWN_ARTIST for n in tagged]
     if len(set(keys)) != len(keys):
         raise CatalogueError("two tracks of this catalogue have the same source identity")
     return pd.DataFrame({"key": keys, "artist_key": artist_keys, "artist_name": names})
 
 
-def normalised(text: str) -> str:
-    """Case, accents' composition and spacing folded: "The  Band" and "the band" match."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+def artist_key(*, name: str | None, file: str) -> str:
+    """A library artist's identity: its normalised name, or (nameless) the file's path.
+
+    A name of nothing but punctuation ("???") keys by its own text, never by "".
+    """
+    if not name:
+        return "file:" + file
+    return "name:" + (normalised(name) or name)
 
 
 def _source_ids_are_free(connection: Connection, catalogue_id: int, catalogue: Catalogue) -> bool:
@@ -293,6 +306,8 @@ def _upsert_songs(
                 "genre_id": genre_ids.get(_clean(row.genre) or ""),
                 "duration": _number(row.duration),
                 "album": _clean(row.album),
+                "album_artist": _clean(getattr(row, "album_artist", None)),
+                "track_number": _whole(getattr(row, "track_number", None)),
                 "features": features_to_blob(catalogue.features[i]),
                 "source": FMA,
                 "file_path": None,
@@ -322,6 +337,12 @@ def _clean(value) -> str | None:
     return cleaned or None
 
 
+def _whole(value) -> int | None:
+    """A track number: a positive whole number, else None."""
+    number = _number(value)
+    return int(number) if number is not None and number >= 1 and number == int(number) else None
+
+
 def _number(value) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
@@ -347,11 +368,20 @@ def _upsert_chunk(connection, table, dialect_insert, chunk, on_rows) -> None:
     statement = dialect_insert(table).values(chunk)
     fixed = {"id", "catalogue_id", "source_key"}  # a row's identity never changes
     updates = {c: statement.excluded[c] for c in chunk[0] if c not in fixed}
+    if table is Song:
+        updates["revision"] = _next_revision_if_changed(statement, updates)
     connection.execute(
         statement.on_conflict_do_update(index_elements=["catalogue_id", "source_key"], set_=updates)
     )
     if on_rows is not None:
         on_rows(len(chunk))
+
+
+def _next_revision_if_changed(statement, updates: dict):
+    """A row rewritten with other values moves its revision (other processes re-read it);
+    one rewritten as it was keeps it, so importing twice changes nothing."""
+    changed = or_(*(getattr(Song, c).is_distinct_from(statement.excluded[c]) for c in updates))
+    return case((changed, Song.revision + 1), else_=Song.revision)
 
 
 def _advance_id_sequences(connection) -> None:

@@ -19,7 +19,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.catalogue.importing import CatalogueSource, import_catalogue, normalised
+from app.catalogue.importing import CatalogueSource, artist_key, import_catalogue
+from app.catalogue.recordings import duplicate_pairs, recording_key
 from app.catalogue.writes import delete_songs
 from app.orm import LIBRARY, Artist, Song, blobs_to_features
 from app.orm import Catalogue as CatalogueRow
@@ -77,16 +78,11 @@ def _stored_fingerprints(engine: Engine, name: str) -> dict[str, tuple[int, str 
 def library_catalogue(tracks: list[LibraryTrack]) -> Catalogue:
     """The tracks in the in-memory form the importer reads (as if from tracks.csv)."""
     index = pd.Index(np.arange(1, len(tracks) + 1), name="track_id")
-    artist_codes: dict[str, int] = {}
-    for t in tracks:
-        artist_codes.setdefault(normalised(t.artist) if t.artist else "file:" + t.file, 0)
-    for n, key in enumerate(artist_codes):
-        artist_codes[key] = n + 1
+    keys = [artist_key(name=t.artist, file=t.file) for t in tracks]
+    artist_codes = {key: n + 1 for n, key in enumerate(dict.fromkeys(keys))}
     table = pd.DataFrame(
         {
-            "artist_id": [
-                artist_codes[normalised(t.artist) if t.artist else "file:" + t.file] for t in tracks
-            ],
+            "artist_id": [artist_codes[key] for key in keys],
             "artist_name": [t.artist for t in tracks],
             "title": [t.title for t in tracks],
             "genre": [t.genre for t in tracks],
@@ -95,6 +91,8 @@ def library_catalogue(tracks: list[LibraryTrack]) -> Catalogue:
             "longitude": np.full(len(tracks), np.nan),
             "duration": [t.duration for t in tracks],
             "album": [t.album for t in tracks],
+            "album_artist": [t.album_artist for t in tracks],
+            "track_number": [np.nan if t.track_number is None else t.track_number for t in tracks],
             "file": [t.file for t in tracks],
             "fingerprint": [t.fingerprint for t in tracks],
         },
@@ -148,21 +146,19 @@ def read_library_songs(session: Session, *, name: str) -> LibrarySongs:
     )
 
 
-def near_duplicates(songs: LibrarySongs, *, tolerance: float = 1e-3) -> list[tuple[int, int]]:
-    """Pairs of song ids with the same normalised title and artist whose z-scored features
-    are (almost) equal (RMS difference per feature <= tolerance): one recording twice."""
+def near_duplicates(songs: LibrarySongs) -> list[tuple[int, int]]:
+    """Pairs of song ids that are copies of one recording (app.catalogue.recordings' rule),
+    their features compared z-scored. A song whose artist nobody named matches by its
+    features only: the made-up "unknown artist" is no shared name."""
     if len(songs.ids) < 2:
         return []
     from training.data.split import ZScore
 
-    x = ZScore.fit(songs.features).apply(songs.features).astype(np.float64)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for n, (title, artist) in enumerate(zip(songs.titles, songs.artist_names, strict=True)):
-        groups.setdefault((normalised(title or ""), normalised(artist)), []).append(n)
-    pairs = []
-    for members in groups.values():  # only songs that share a title and artist are compared
-        for a, i in enumerate(members):
-            for j in members[a + 1 :]:
-                if np.sqrt(((x[i] - x[j]) ** 2).mean()) <= tolerance:
-                    pairs.append((int(songs.ids[i]), int(songs.ids[j])))
-    return pairs
+    keys = [
+        recording_key(title=title, artist=artist) if labelled else None
+        for title, artist, labelled in zip(
+            songs.titles, songs.artist_names, songs.labelled, strict=True
+        )
+    ]
+    vectors = ZScore.fit(songs.features).apply(songs.features)
+    return duplicate_pairs(ids=songs.ids, keys=keys, vectors=vectors)

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.catalogue import CatalogueError
+from app.catalogue.recordings import recording_key
 from app.catalogue.rows import SongRows
 from app.orm import Artist, CatalogueState, Genre, Song, blobs_to_features
 
@@ -115,6 +116,23 @@ def read_song_labels(session: Session, ids: np.ndarray) -> list[tuple[str | None
         )
         labels.update((row[0], (row[1], row[2], row[3])) for row in session.execute(query))
     return [labels[int(i)] for i in ids]
+
+
+def read_recording_keys(session: Session, ids: list[int]) -> dict[int, str | None]:
+    """Song id -> its recording key (app.catalogue.recordings); missing ids are absent."""
+    keys: dict[int, str | None] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = [int(i) for i in ids[start : start + _LOOKUP_CHUNK]]
+        query = (
+            select(Song.id, Song.title, Artist.name)
+            .join(Artist, Song.artist_id == Artist.id)
+            .where(Song.id.in_(chunk))
+        )
+        keys.update(
+            (song_id, recording_key(title=title, artist=artist))
+            for song_id, title, artist in session.execute(query)
+        )
+    return keys
 
 
 def catalogue_version(session: Session) -> str:

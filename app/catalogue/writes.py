@@ -109,11 +109,12 @@ def delete_songs(session: Session, song_ids: list[int]) -> list[int]:
     return [song.id for song in found]
 
 
-PATCHABLE = ("title", "album", "genre", "duration", "features")
+PATCHABLE = ("title", "album", "album_artist", "track_number", "genre", "duration", "features")
 
 
 def update_song(session: Session, song_id: int, changes: dict) -> Song | None:
-    """Change the given fields of a song and commit; None when it does not exist.
+    """Change the given fields of a song, bump its revision and commit; None when it does
+    not exist. Other processes follow the revision (app.index.follower).
 
     changes: some of PATCHABLE; genre is a top-level genre title (or None), features
     a (518,) vector.
@@ -132,6 +133,8 @@ def update_song(session: Session, song_id: int, changes: dict) -> Song | None:
             song.features = features_to_blob(value)
         else:
             setattr(song, field, value)
+    # Under the write lock: two PATCHes of one song never read the same revision.
+    song.revision = (song.revision or 0) + 1
     session.commit()
     session.refresh(song)
     return song

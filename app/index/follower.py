@@ -20,6 +20,16 @@ stored are removed from the index, within the same bound. The indexed ids are
 read before the stored ones: a song indexed by then was committed by then, so
 only a deletion can make it absent. When a deletion and an addition land in one
 poll's window, the addition may wait for the next poll (one more interval).
+
+Changes in place (PATCH, a re-import with other values): every such change moves
+the song's revision (migration 0005). A poll reads the count and sum of the
+revisions of changed songs (an index-only read); when they or the catalogue version
+moved since the last poll, it reads the (id, revision) pairs of changed songs,
+re-reads the songs whose revision it has not seen, re-embeds their stored
+features and replaces their index entries (vector and filter attributes), within
+the same bound. Without a deletion, revisions only grow, so any change raises the
+sum; a deletion changes the catalogue version. The revisions are read before the
+rows, so a row read is at least as new as the revision recorded for it.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import func, select
@@ -79,6 +90,7 @@ class CatalogueFollower:
         self._embed = embed
         self._interval_s = interval_s
         self._version: str | None = None  # the catalogue version of the last full poll
+        self._revisions = RevisionsSeen()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="catalogue-follower", daemon=True)
 
@@ -99,8 +111,19 @@ class CatalogueFollower:
                 if removed:
                     log.info("removed %d songs deleted by other processes", removed)
             added = index_missing_songs(session, self._index, self._embed)
+            refreshed = refresh_revised_songs(
+                session, self._index, self._embed, seen=self._revisions, version=version
+            )
+            if refreshed:
+                log.info("re-read %d songs changed by other processes", refreshed)
             self._version = version
             return added
+
+    def note_revision(self, song_id: int, revision: int) -> None:
+        """This process re-indexed the song as it is at this revision (its own PATCH of
+        new features): the next poll need not replace its entry again, which would
+        leave it out of searches for a moment."""
+        self._revisions.revisions[int(song_id)] = int(revision)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -179,3 +202,53 @@ def _add_finite(index: SongIndex, rows: SongRows, embeddings: np.ndarray) -> int
         rows = SongRows(*(column[finite] for column in rows.columns()))
         embeddings = embeddings[finite]
     return index.add(rows, embeddings) if len(rows) else 0
+
+
+@dataclass
+class RevisionsSeen:
+    """What a follower knows of changed songs: their revisions as last re-read."""
+
+    revisions: dict[int, int] = field(default_factory=dict)  # song id -> revision
+    summary: tuple | None = None  # (catalogue version, count, sum) at the last full read
+
+
+def refresh_revised_songs(
+    session: Session,
+    index: SongIndex,
+    embed: Callable[[np.ndarray], np.ndarray],
+    *,
+    seen: RevisionsSeen,
+    version: str,
+    lookup_chunk: int = LOOKUP_CHUNK,
+) -> int:
+    """Re-index the songs changed in place since `seen` (see the module's docstring);
+    returns how many were re-read. Songs not indexed yet are left to
+    `index_missing_songs`, which reads them as they are now."""
+    revised = Song.revision > 0
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(Song.revision), 0)).where(revised)
+    ).one()
+    summary = (version, int(count), int(total))
+    if summary == seen.summary:
+        return 0
+    stored = {i: r for i, r in session.execute(select(Song.id, Song.revision).where(revised))}
+    seen.revisions = {i: r for i, r in seen.revisions.items() if i in stored}
+    changed = np.asarray(
+        [i for i, r in stored.items() if seen.revisions.get(i) != r], dtype=np.int64
+    )
+    changed = changed[[int(i) in index for i in changed]] if len(changed) else changed
+    refreshed = 0
+    for start in range(0, len(changed), lookup_chunk):
+        rows, features = read_index_rows(session, ids=changed[start : start + lookup_chunk])
+        embeddings = embed(features)
+        # A PATCH refuses features whose embedding is not finite; SQL by hand may not:
+        # such a song keeps its old entry rather than poison the index.
+        usable = np.isfinite(embeddings).all(axis=1)
+        if not usable.all():
+            NON_FINITE_SKIPPED.add(int((~usable).sum()))
+            log.warning("songs %s have features that cannot be embedded", rows.ids[~usable])
+        index.remove(rows.ids[usable])
+        refreshed += index.add(SongRows(*(c[usable] for c in rows.columns())), embeddings[usable])
+        seen.revisions.update((int(i), stored[int(i)]) for i in rows.ids)
+    seen.summary = summary
+    return refreshed

@@ -21,7 +21,7 @@ from app.catalogue.writes import NewSong
 from app.deps import ApiKeyHeader, BundleDep, IndexDep, ServiceDep, SessionDep, check_api_key
 from app.routes.songs import check_genre, check_k, similar_songs
 from app.schemas import MAX_ID, AudioOut, ScoringName, SimilarFilters, refuse_nul
-from app.similarity import add_and_index
+from app.similarity import add_and_index, search_distinct
 from training.extras import MissingExtra, ensure
 
 router = APIRouter(prefix="/songs", tags=["songs"])
@@ -106,7 +106,9 @@ def read_similar_to_audio(
     embedding = bundle.embed(features[None, :])
     if not np.isfinite(embedding).all():
         raise HTTPException(422, f"{name}: its features cannot be embedded (not finite)")
-    found = index.search(embedding, k=k, where=filters.to_filter(), scoring=scoring)
+    found = search_distinct(
+        session, index, embedding, k=k, where=filters.to_filter(), scoring=scoring
+    )
     results = similar_songs(session, found[0])
     song_id = None
     if add:

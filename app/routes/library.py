@@ -52,7 +52,12 @@ def delete_song(song_id: SongId, session: SessionDep, index: IndexDep) -> Respon
 
 @router.patch("/{song_id:int}", response_model=SongOut, dependencies=[Depends(require_api_key)])
 def update_song(
-    song_id: SongId, body: SongPatch, session: SessionDep, index: IndexDep, bundle: BundleDep
+    song_id: SongId,
+    body: SongPatch,
+    session: SessionDep,
+    index: IndexDep,
+    bundle: BundleDep,
+    service: ServiceDep,
 ) -> SongOut:
     """Correct a song's metadata; new features re-embed it at once."""
     changes = {field: getattr(body, field) for field in body.model_fields_set}
@@ -64,4 +69,6 @@ def update_song(
         raise HTTPException(422, str(exc)) from exc
     if song is None:
         raise HTTPException(404, f"song {song_id} not found")
+    if "features" in changes:  # the index holds the song exactly as this revision stores it
+        service.follower.note_revision(song.id, song.revision)
     return song_out(song)

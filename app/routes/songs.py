@@ -31,7 +31,7 @@ from app.schemas import (
     SongPage,
     parse_near,
 )
-from app.similarity import add_and_index
+from app.similarity import add_and_index, search_distinct
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 MAX_PAGE = 100  # songs per page of GET /songs
@@ -60,6 +60,8 @@ def song_out(song: Song) -> SongOut:
         source=song.source,
         file=song.file_path,
         audio_url=audio_url(song),
+        album_artist=song.album_artist,
+        track_number=song.track_number,
     )
 
 
@@ -89,6 +91,8 @@ def similar_song(song: Song, *, distance: float, similarity: float | None = None
         album=song.album,
         duration=song.duration,
         audio_url=audio_url(song),
+        album_artist=song.album_artist,
+        track_number=song.track_number,
     )
 
 
@@ -178,9 +182,10 @@ def read_similar_songs(
     where = SongFilter(
         exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
-    neighbours = index.search(
-        index.embedding_of(song_id), k=k, where=where, exclude_song=song_id, scoring=scoring
-    )
+    neighbours = search_distinct(
+        session, index, index.embedding_of(song_id), k=k, where=where, exclude_song=song_id,
+        scoring=scoring,
+    )  # fmt: skip
     results = similar_songs(session, neighbours[0])
     if format == "m3u":
         return as_m3u(request, results)
@@ -197,7 +202,9 @@ def search_posted(
         raise HTTPException(
             422, f"features of item(s) {unusable.tolist()} cannot be embedded (not finite)"
         )
-    found = index.search(embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring)
+    found = search_distinct(
+        session, index, embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring
+    )
     return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
 
 

@@ -130,7 +130,11 @@ async function showSimilar(id) {
   const song = answer.query;
   $("query-title").textContent = `${song.title || "(untitled)"} — ${song.artist.name}`;
   const where = song.location ? `, ${song.location}` : "";
-  const album = song.album ? ` · album ${song.album}` : "";
+  const album = [
+    song.album ? ` · album ${song.album}` : "",
+    song.track_number ? ` · track ${song.track_number}` : "",
+    song.album_artist ? ` · album artist ${song.album_artist}` : "",
+  ].join("");
   const duration = song.duration ? ` · ${formatDuration(song.duration)}` : "";
   $("query-details").textContent =
     `song ${song.id} · ${song.genre || "no genre"}${album}${duration}${where}`;

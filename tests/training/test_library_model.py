@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from training.artefacts import load_bundle
-from training.library_model import MIN_LEARNING_ARTISTS, make_library_model
+from training.evaluation.scoring import SCORINGS
+from training.library_model import (
+    LIBRARY_CANDIDATES,
+    MIN_LEARNING_ARTISTS,
+    make_library_model,
+    selection_subset,
+)
 
 
 def library(n_artists: int, songs_each: int, seed: int = 0):
@@ -43,16 +49,54 @@ def test_unnamed_artists_never_count_towards_learning(tmp_path):
     assert selection["artists_with_two_or_more_songs"] == 0
 
 
-def test_enough_named_artists_get_a_learned_metric(tmp_path):
-    features, artists = library(MIN_LEARNING_ARTISTS + 5, 4)
+def _best_by_the_rule(candidates: list[dict]) -> dict:
+    """Highest validation mean AUC, ties by mAP: the rule, applied by hand."""
+    top = max(c["mean_auc"] for c in candidates)
+    tied = [c for c in candidates if c["mean_auc"] >= top - 1e-9]
+    return max(tied, key=lambda c: c["mean_average_precision"])
+
+
+def test_enough_named_artists_run_the_auto_selection_and_record_its_candidates(tmp_path):
+    # a synthetic subset written to a temporary folder: 240 songs by 30 artists
+    from training.data.fma import load_catalogue
+    from training.data.synthetic.catalogue import write_demo_catalogue
+
+    write_demo_catalogue(out_dir=tmp_path / "demo", n_tracks=240, n_artists=30, seed=5)
+    catalogue = load_catalogue(data_dir=tmp_path / "demo")
+    labelled = np.ones(len(catalogue.features), bool)
+    labelled[:12] = False  # some files nobody tagged: never a class
     selection = make_library_model(
-        features=features,
-        artist_ids=artists,
-        labelled=np.ones(len(artists), bool),
+        features=catalogue.features,
+        artist_ids=catalogue.artist_ids,
+        labelled=labelled,
         out_dir=tmp_path / "m",
     )
-    assert selection["method"] == "lda"
-    assert load_bundle(tmp_path / "m").embedding_dim < 518
+    auto = selection["auto"]
+    names = {(c["name"], c["scoring"]) for c in auto["candidates"]}
+    assert names == {(n, s) for n in LIBRARY_CANDIDATES for s in SCORINGS}
+    best = _best_by_the_rule(auto["candidates"])
+    assert (selection["method"], selection["scoring"]) == (best["name"], best["scoring"])
+    assert best["name"] in selection["reason"] and "validation" in selection["reason"]
+    assert set(auto["validation_artists"]).isdisjoint(catalogue.artist_ids[:12][~labelled[:12]])
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["selection"]["auto"]["best"] == auto["best"]
+    assert manifest["scoring"]["name"] == best["scoring"]
+    bundle = load_bundle(tmp_path / "m")
+    assert np.isfinite(bundle.embed(catalogue.features[:5])).all()
+
+
+def test_selection_reads_whole_artists_up_to_its_song_budget():
+    import pandas as pd
+
+    from training.data.fma import Catalogue
+
+    features, artists = library(40, 5)
+    tracks = pd.DataFrame({"artist_id": artists}, index=np.arange(1, len(artists) + 1))
+    catalogue = Catalogue(features, tracks, pd.DataFrame(), 0, 0, "")
+    subset = selection_subset(catalogue, most=63, seed=0)
+    kept, counts = np.unique(subset.artist_ids, return_counts=True)
+    assert len(subset.features) <= 63 and (counts == 5).all() and len(kept) == 12
+    assert selection_subset(catalogue, most=1000, seed=0) is catalogue
 
 
 def test_a_single_song_is_refused_with_a_reason(tmp_path):

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -243,14 +244,23 @@ def _dask_client(*, jobs: int, scheduler: str | None):
         return
     # One queued file per worker at a time: a worker that dies then loses only the
     # file it was analysing. No dashboard: its fixed port may be taken.
-    with (
-        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
-        LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
-        yield client
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    try:
+        with (
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+            LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster, set_as_default=False) as client,
+        ):
+            yield client
+            # The work is done: a worker slow to exit on a busy machine is killed at
+            # close, and distributed's warning for it ("still alive after 4.0 seconds,
+            # killing") only alarms a user whose files were all analysed.
+            nanny.setLevel(logging.ERROR)
+    finally:
+        nanny.setLevel(level)
 
 
 def _analyse(path: Path, *, excerpt_seconds: float | None) -> Outcome:

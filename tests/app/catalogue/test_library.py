@@ -108,3 +108,77 @@ def test_the_demo_model_is_never_overwritten(tmp_path, bundle_dir, music_folder)
     result = CliRunner().invoke(cli, ["library", str(music_folder)], env=env)
     assert result.exit_code == 2
     assert "musicsim library did not make" in " ".join(result.output.split())
+
+
+def test_a_library_of_many_named_artists_gets_a_selected_model_and_keeps_its_tags(
+    tmp_path, monkeypatch
+):
+    # The scan is faked (analysing 240 real files would take minutes): a synthetic
+    # subset written to a temporary folder, as analysed tracks with their tags.
+    from fastapi.testclient import TestClient
+
+    import training.audio.library as library_scan
+    from app.config import Settings
+    from app.main import create_app
+    from training.audio.library import LibraryScan, LibraryTrack
+    from training.data.fma import load_catalogue
+    from training.data.synthetic.catalogue import write_demo_catalogue
+
+    write_demo_catalogue(out_dir=tmp_path / "demo", n_tracks=240, n_artists=30, seed=5)
+    demo = load_catalogue(data_dir=tmp_path / "demo")
+    folder = tmp_path / "bigmusic"
+    folder.mkdir()
+    tracks = [
+        LibraryTrack(
+            file=f"{artist}/{n:03d}.flac",
+            features=demo.features[n],
+            fingerprint=f"{n:064x}",
+            duration=30.0,
+            title=f"Song {n}",
+            artist=f"Artist {artist}",
+            album=f"Album of {artist}",
+            album_artist=f"Band {artist}",
+            track_number=n % 12 + 1,
+        )
+        for n, artist in enumerate(demo.artist_ids.tolist())
+    ]
+    monkeypatch.setattr(
+        library_scan,
+        "scan_library",
+        lambda root, **_: LibraryScan(root=root, tracks=tracks, analysed=len(tracks)),
+    )
+    env = {
+        "MUSICSIM_DATABASE_URL": f"sqlite:///{tmp_path / 'big.db'}",
+        "MUSICSIM_MODEL_DIR": str(tmp_path / "models" / "big"),
+        "COLUMNS": "400",
+    }
+    result = run_library(folder, env, tmp_path)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "models" / "big" / "manifest.json").read_text())
+    chosen = manifest["selection"]
+    assert len(chosen["auto"]["candidates"]) == 9  # z-score, LDA, NCA x 3 scorings
+    assert chosen["method"] == chosen["auto"]["best"]["name"]
+    assert "validation AUC" in result.output and "musicsim train --method auto" in result.output
+
+    settings = Settings(
+        model_dir=tmp_path / "models" / "big",
+        database_url=env["MUSICSIM_DATABASE_URL"],
+        index_cache_dir=None,
+        _env_file=None,
+    )
+    with TestClient(create_app(settings)) as client:
+        songs = client.get("/songs", params={"limit": 100}).json()["items"]
+        by_title = {s["title"]: s for s in songs}
+        song = by_title["Song 13"]
+        assert (song["track_number"], song["album_artist"]) == (2, f"Band {demo.artist_ids[13]}")
+        one = client.get(f"/songs/{song['id']}").json()
+        assert (one["track_number"], one["album_artist"], one["album"]) == (
+            2,
+            f"Band {demo.artist_ids[13]}",
+            f"Album of {demo.artist_ids[13]}",
+        )
+        results = client.get(f"/songs/{song['id']}/similar", params={"k": 20}).json()["results"]
+        for item in results:
+            n = int(item["title"].removeprefix("Song "))
+            assert item["track_number"] == n % 12 + 1
+            assert item["album_artist"] == f"Band {demo.artist_ids[n]}"

@@ -1,0 +1,117 @@
+"""One rule for "the same recording", shared by imports, the library, playlists and answers.
+
+    >>> normalised("  Héllo,  WORLD! ")                       # 'hello world'
+    >>> recording_key(title="Intro", artist="The Band")        # 'intro\\x00the band'
+    >>> rows = first_distinct(keys=keys, vectors=embeddings, k=10)
+
+Two songs are copies of one recording when they have the same normalised title and
+artist name (a re-import, the same track on two albums), or when their vectors lie
+within DUPLICATE_DISTANCE of each other (the same file under another name, a
+duplicate upload). Either is enough: a copy that was retagged keeps its vector,
+and a re-encoding keeps its tags.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+# Two songs closer than this (L2) are the same recording: float32 rounding of one
+# vector stays far below it, two different recordings far above it.
+DUPLICATE_DISTANCE = 1e-4
+_NOT_A_WORD = re.compile(r"[\W_]+")
+_ACCENTS = re.compile("[\u0300-\u036f]+")
+
+
+@functools.lru_cache(maxsize=65_536)  # a path or radio normalises the same titles often
+def normalised(text: str | None) -> str | None:
+    """Case, accents, punctuation and spacing folded away: "Héllo,  World!" -> "hello world".
+
+    Letters of every script are kept ("東京" stays "東京"); None when nothing is left.
+    """
+    if text is None:
+        return None
+    # Accents are the marks of U+0300-U+036F; other scripts' marks (kana's voicing
+    # marks, Indic vowel signs) change the letter, so they stay, recomposed.
+    bare = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
+    folded = unicodedata.normalize("NFC", bare).casefold()
+    return " ".join(_NOT_A_WORD.sub(" ", folded).split()) or None
+
+
+def recording_key(*, title: str | None, artist: str | None) -> str | None:
+    """The normalised title and artist name; None when either is unknown (no match by name)."""
+    t, a = normalised(title), normalised(artist)
+    return None if t is None or a is None else f"{t}\x00{a}"
+
+
+def first_distinct(
+    *,
+    keys: Sequence[str | None],
+    vectors: np.ndarray,
+    k: int,
+    taken_keys: Sequence[str | None] = (),
+    taken_vectors: np.ndarray | None = None,
+) -> list[int]:
+    """Rows of the first k candidates (in their order) that copy no earlier kept one, nor
+    anything taken (e.g. the query song).
+
+    keys: (n,) recording keys; vectors: (n, d) the candidates' vectors.
+    """
+    used_keys = {key for key in taken_keys if key is not None}
+    kept_vectors = [] if taken_vectors is None else list(np.asarray(taken_vectors, np.float64))
+    rows: list[int] = []
+    for row, key in enumerate(keys):
+        if len(rows) == k:
+            break
+        if key is not None and key in used_keys:
+            continue
+        vector = np.asarray(vectors[row], dtype=np.float64)
+        if kept_vectors and _nearest(vector, np.stack(kept_vectors)) <= DUPLICATE_DISTANCE:
+            continue
+        rows.append(row)
+        kept_vectors.append(vector)
+        if key is not None:
+            used_keys.add(key)
+    return rows
+
+
+def _nearest(vector: np.ndarray, others: np.ndarray) -> float:
+    """Distance as ||a - b|| directly: no |a|^2 - 2ab + |b|^2 cancellation near 0."""
+    return float(np.sqrt(((others - vector) ** 2).sum(axis=1)).min())
+
+
+def duplicate_pairs(
+    *, ids: np.ndarray, keys: Sequence[str | None], vectors: np.ndarray
+) -> list[tuple[int, int]]:
+    """Every pair (a, b), a < b, of song ids that are copies of one recording.
+
+    Vectors are compared only where their projections on the diagonal lie within
+    DUPLICATE_DISTANCE (a projection never lengthens a distance), so a library of any
+    size costs a sort, not all pairs.
+    """
+    pairs: set[tuple[int, int]] = set()
+    by_key: dict[str, list[int]] = {}
+    for row, key in enumerate(keys):
+        if key is not None:
+            by_key.setdefault(key, []).append(row)
+    for rows in by_key.values():
+        pairs.update(_ordered(ids[a], ids[b]) for n, a in enumerate(rows) for b in rows[n + 1 :])
+    x = np.asarray(vectors, dtype=np.float64)
+    if len(x) > 1:
+        projected = x.sum(axis=1) / np.sqrt(x.shape[1])
+        order = np.argsort(projected, kind="stable")
+        ends = np.searchsorted(projected[order], projected[order] + DUPLICATE_DISTANCE, "right")
+        for n, end in enumerate(ends):
+            a = order[n]
+            for b in order[n + 1 : end]:
+                if np.sqrt(((x[a] - x[b]) ** 2).sum()) <= DUPLICATE_DISTANCE:
+                    pairs.add(_ordered(ids[a], ids[b]))
+    return sorted(pairs)
+
+
+def _ordered(a, b) -> tuple[int, int]:
+    return (int(a), int(b)) if a < b else (int(b), int(a))

@@ -1,0 +1,88 @@
+"""The one same-recording rule: names folded alike, copies found as a brute force finds them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.catalogue.library import LibrarySongs, near_duplicates
+from app.catalogue.recordings import (
+    DUPLICATE_DISTANCE,
+    duplicate_pairs,
+    first_distinct,
+    normalised,
+    recording_key,
+)
+
+
+def test_normalised_folds_case_accents_punctuation_and_spacing():
+    assert normalised("  Héllo,  WORLD! ") == normalised("hello world") == "hello world"
+    assert normalised("AC/DC") == "ac dc"
+    assert normalised("!!!") is None and normalised(None) is None
+
+
+def test_normalised_keeps_letters_of_every_script():
+    assert normalised("東京 ラブ") == "東京 ラブ"
+    assert normalised("ЧАЙКОВСКИЙ") == normalised("Чайковский") != normalised("Бородин")
+    assert normalised("ブ") != normalised("フ")  # kana's voicing mark makes another letter
+    assert normalised("東京") != normalised("大阪")
+
+
+def test_a_recording_key_needs_both_a_title_and_an_artist():
+    assert recording_key(title="Intro", artist="The Band") == recording_key(
+        title="INTRO!", artist="the  band"
+    )
+    assert recording_key(title="Intro", artist=None) is None
+    assert recording_key(title="...", artist="The Band") is None
+
+
+def _brute_force_pairs(ids, keys, vectors):
+    pairs = set()
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            same_key = keys[i] is not None and keys[i] == keys[j]
+            close = np.linalg.norm(vectors[i] - vectors[j]) <= DUPLICATE_DISTANCE
+            if same_key or close:
+                pairs.add((min(ids[i], ids[j]), max(ids[i], ids[j])))
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_duplicate_pairs_are_those_a_brute_force_finds(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    vectors = rng.normal(size=(n, 8))
+    for a, b in rng.integers(0, n, size=(6, 2)):  # exact and almost exact copies
+        vectors[b] = vectors[a] + rng.normal(scale=DUPLICATE_DISTANCE / 10, size=8)
+    vectors[7] = vectors[3] + DUPLICATE_DISTANCE * 2  # close, yet not a copy
+    keys = [f"k{rng.integers(0, 40)}" if rng.random() < 0.7 else None for _ in range(n)]
+    ids = rng.permutation(1000)[:n]
+    assert duplicate_pairs(ids=ids, keys=keys, vectors=vectors) == _brute_force_pairs(
+        ids, keys, vectors
+    )
+
+
+def test_first_distinct_keeps_order_and_skips_copies_of_kept_or_taken_songs():
+    vectors = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [5.0, 0.0]])
+    keys = ["a", "b", "a", None, None, "c"]
+    # row 1 copies row 0's vector, row 2 its key; row 4 is the taken song's vector
+    taken = np.array([[3.0, 0.0]])
+    rows = first_distinct(keys=keys, vectors=vectors, k=10, taken_keys=["c"], taken_vectors=taken)
+    assert rows == [0, 3]
+    assert first_distinct(keys=keys, vectors=vectors, k=2) == [0, 3]
+    assert first_distinct(keys=keys, vectors=vectors, k=1) == [0]
+
+
+def test_the_library_reports_copies_by_name_only_for_named_artists():
+    features = np.random.default_rng(0).normal(size=(4, 518)).astype(np.float32)
+    features[3] = features[0]  # the same file twice
+    songs = LibrarySongs(
+        ids=np.array([10, 11, 12, 13]),
+        features=features,
+        artist_ids=np.array([1, 1, 2, 3]),
+        labelled=np.array([True, True, False, True]),
+        titles=["Intro", "intro!", "Intro", "Other"],
+        artist_names=["Band", "band", "unknown artist", "Someone"],
+    )
+    # 10/11 share a title and artist; 12 has no named artist; 13 has 10's features
+    assert near_duplicates(songs) == [(10, 11), (10, 13)]
