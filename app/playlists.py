@@ -482,6 +482,7 @@ def recommend(
     taken: Ledger,
     lam: float = 1.0,
     max_pool: int = 16_384,
+    scan_most: int | None = None,
 ) -> list[Neighbour]:
     """Up to k songs like the positives and unlike the negatives ((n, d) embedding arrays).
 
@@ -489,7 +490,8 @@ def recommend(
     negatives). `best`: see `best_scores` (every song, when the index holds at most
     max_pool) and `rank_best` (beyond). The candidate pool is the 5k + |taken| most
     relevant songs (room for MMR to choose and for taken songs to drop out), grown
-    fourfold while fewer than k pass the rules, up to max_pool.
+    fourfold while fewer than k pass the rules, up to max_pool. `scan_most` (default
+    max_pool): the largest index scanned whole.
     """
     describe = remembered(describe)
     embeddings = Embeddings(index)
@@ -502,8 +504,9 @@ def recommend(
             lambda size: rank_average(index, query, where, size), describe, embeddings
         )
     else:
+        most = max_pool if scan_most is None else scan_most
         scope = whole_scope(
-            index=index, describe=describe, embeddings=embeddings, where=where, most=max_pool
+            index=index, describe=describe, embeddings=embeddings, where=where, most=most
         )
         if scope is not None:
             score, nearest = best_scores(scope, positives, negatives)
@@ -571,11 +574,12 @@ class Stepper:
     larger catalogue), each pick searches the index (`nearest_allowed`).
     """
 
-    def __init__(self, *, index, describe, embeddings, where, ledger, max_pool):
+    def __init__(self, *, index, describe, embeddings, where, ledger, max_pool, scan_most=None):
         self.index, self.describe, self.embeddings = index, describe, embeddings
         self.where, self.ledger, self.max_pool = where, ledger, max_pool
+        most = max_pool if scan_most is None else scan_most
         self.scope = whole_scope(
-            index=index, describe=describe, embeddings=embeddings, where=where, most=max_pool
+            index=index, describe=describe, embeddings=embeddings, where=where, most=most
         )
         if self.scope is not None:
             self.allowed = ledger.allowed(self.scope, gap=False)
@@ -641,6 +645,7 @@ def song_path(
     variety: float = 0.0,
     seed: int = 0,
     max_pool: int = 16_384,
+    scan_most: int | None = None,
 ) -> list[Neighbour]:
     """`length` songs from start to end, each inner one the nearest unused allowed song
     to its waypoint; distances are each song's step from the one before (0 for start).
@@ -665,6 +670,7 @@ def song_path(
         where=where,
         ledger=ledger,
         max_pool=max_pool,
+        scan_most=scan_most,
     )
     targets = waypoints(first, last, length, variety=variety, seed=seed)
     chosen = [(start.song_id, first)]
@@ -699,6 +705,7 @@ def radio(
     ledger: Ledger,
     seed_weight: float,
     max_pool: int = 16_384,
+    scan_most: int | None = None,
 ) -> list[Neighbour]:
     """The next n songs: each the nearest allowed song to
     (1 - seed_weight) x (the last played) + seed_weight x (the seeds' mean),
@@ -714,6 +721,7 @@ def radio(
         where=where,
         ledger=ledger,
         max_pool=max_pool,
+        scan_most=scan_most,
     )
     centre = seeds.mean(axis=0)
     played = np.asarray(last, dtype=np.float64)
