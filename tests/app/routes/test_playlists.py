@@ -2,6 +2,7 @@
 
 import math
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -26,6 +27,29 @@ def shared(sqlite_template, bundle_dir, tmp_path_factory):
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def on_milvus(sqlite_template, bundle_dir, tmp_path_factory, milvus_lite_uri):
+    """The same service on the Milvus backend (Milvus Lite): few cases, each is slow."""
+    folder = tmp_path_factory.mktemp("playlists-milvus")
+    shutil.copyfile(sqlite_template, folder / "musicsim.db")
+    settings = Settings(
+        model_dir=bundle_dir,
+        database_url=f"sqlite:///{folder / 'musicsim.db'}",
+        index_cache_dir=folder / "index-cache",
+        index_backend="milvus",
+        milvus_uri=milvus_lite_uri,
+        milvus_collection=f"test_{uuid.uuid4().hex}",
+        _env_file=None,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def service_on(request, backend):
+    """The module's read-only service on this index backend."""
+    return request.getfixturevalue({"faiss": "shared", "milvus": "on_milvus"}[backend])
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +125,7 @@ def check_list(
 # ---- POST /recommend
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_average_of_one_positive_equals_the_similar_songs(client, catalogue):
     song = int(catalogue.track_ids[17])
     similar = client.get(f"/songs/{song}/similar", params={"k": 12}).json()["results"]
@@ -163,8 +188,11 @@ def best_scores(ref, positives, negatives):
     return score
 
 
-@pytest.mark.parametrize("n_neg", [0, 1, 3])
-def test_best_equals_a_brute_force_scoring_of_every_song(shared, ref, n_neg):
+@pytest.mark.parametrize(
+    ("n_neg", "backend"), [(0, "faiss"), (1, "faiss"), (3, "faiss"), (1, "milvus")]
+)
+def test_best_equals_a_brute_force_scoring_of_every_song(request, ref, n_neg, backend):
+    shared = service_on(request, backend)
     rng = np.random.default_rng(n_neg)
     rows = rng.choice(len(ref["ids"]), 3 + n_neg, replace=False)
     pos, neg = [int(ref["ids"][r]) for r in rows[:3]], [int(ref["ids"][r]) for r in rows[3:]]
@@ -320,10 +348,19 @@ def brute_force_path(ref, a, b, length, *, max_per_artist=None, genre=None):
 
 
 @pytest.mark.parametrize(
-    ("pair", "length", "cap"),
-    [((0, 700), 8, None), ((5, 1200), 12, 1), ((100, 101), 2, None), ((9, 999), 30, 2)],
+    ("pair", "length", "cap", "backend"),
+    [
+        ((0, 700), 8, None, "faiss"),
+        ((5, 1200), 12, 1, "faiss"),
+        ((100, 101), 2, None, "faiss"),
+        ((9, 999), 30, 2, "faiss"),
+        ((5, 1200), 12, 1, "milvus"),
+    ],
 )
-def test_a_path_steps_through_the_nearest_songs_to_its_waypoints(shared, ref, pair, length, cap):
+def test_a_path_steps_through_the_nearest_songs_to_its_waypoints(
+    request, ref, pair, length, cap, backend
+):
+    shared = service_on(request, backend)
     a, b = (int(ref["ids"][i]) for i in pair)
     params = {"length": length} | ({"max_per_artist": cap} if cap else {})
     response = shared.get(f"/songs/{a}/path/{b}", params=params)
@@ -400,7 +437,9 @@ def test_radio_never_repeats_an_artist_inside_the_gap(shared, ref):
             assert artists[i] not in artists[max(0, i - gap) : i], (gap, artists)
 
 
-def test_each_radio_song_is_nearest_to_the_blend_of_last_played_and_seeds(shared, ref):
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_each_radio_song_is_nearest_to_the_blend_of_last_played_and_seeds(request, ref, backend):
+    shared = service_on(request, backend)
     seeds, history = [int(ref["ids"][50]), int(ref["ids"][51])], [int(ref["ids"][400])]
     w = 0.4
     body = {"seeds": seeds, "history": history, "n": 6, "seed_weight": w, "artist_gap": 0}
@@ -454,6 +493,22 @@ def test_every_list_answer_is_also_an_m3u_playlist(shared, ref):
             assert seconds == round(ref["duration"][row])
             assert label == f"{ref['names'][row][0]} - {ref['names'][row][1]}"
             assert location == f"http://testserver/songs/{song}/audio"
+
+
+def test_posted_features_answer_as_m3u_the_songs_of_the_json_answer(shared, ref, catalogue):
+    body = {"features": catalogue.features[70].astype(float).tolist(), "k": 6}
+    listed = shared.post("/songs/similar", json=body)
+    playlist = shared.post("/songs/similar?format=m3u", json=body)
+    assert playlist.status_code == 200, playlist.text
+    assert playlist.headers["content-type"].startswith("audio/x-mpegurl")
+    entries = parse_m3u(playlist.text)
+    expected = listed.json()["results"]
+    assert len(entries) == len(expected) == 6
+    for (seconds, label, location), item in zip(entries, expected, strict=True):
+        row = ref["row"][item["id"]]
+        assert location == f"http://testserver/songs/{item['id']}/audio"
+        assert seconds == round(ref["duration"][row])
+        assert label == f"{ref['names'][row][0]} - {ref['names'][row][1]}"
 
 
 # ---- bad input
