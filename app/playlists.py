@@ -429,7 +429,8 @@ def rank_best(
     the distance to the nearest negative minus the distance to the nearest positive.
 
     For catalogues beyond the pool bound (smaller ones are scored exhaustively by
-    `best_scores`): each example's `reach` nearest songs are scored; a song outside an
+    `best_scores`): each example's `reach` nearest songs are scored (exhaustive when
+    `reach` covers every song that passes the filter); a song outside an
     example's reach is given that example's reach as its distance (a lower bound), and
     only songs within some positive's reach are candidates.
     """
@@ -517,7 +518,10 @@ def recommend(
                 return scope.take(rows), score[rows], nearest[rows], size >= len(order)
 
         else:
-            scan = rank_best(index, positives, negatives, where, max_pool)
+            # Each example reaches max_pool / (examples) songs: at most max_pool candidates
+            # and an (examples x max_pool) distance table, however many examples.
+            reach = max(FIRST_POOL, max_pool // (len(positives) + len(negatives)))
+            scan = rank_best(index, positives, negatives, where, reach)
             candidates = ranked_candidates(lambda size: scan, describe, embeddings)
 
     size = min(5 * k + len(taken.used_ids), max_pool)

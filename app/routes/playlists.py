@@ -145,6 +145,9 @@ def recommend_songs(
 ) -> PlaylistOut | Response:
     """Songs like the positive examples and unlike the negative ones, with caps and MMR."""
     check_k(body.k, service)
+    most = service.settings.playlist_max_diverse_k
+    if body.diversity > 0 and body.k > most:
+        raise HTTPException(422, f"with diversity, k must be at most {most}, got {body.k}")
     check_seeds(len(body.positive) + len(body.negative), service, "positive + negative examples")
     where = filter_of(session, body)
     positives, pos_tracks = embed_examples(

@@ -527,6 +527,8 @@ def test_posted_features_answer_as_m3u_the_songs_of_the_json_answer(shared, ref,
         ({"positive": ["SONG"], "strategy": "median"}, "average"),
         ({"positive": ["SONG"], "k": 5000}, "k must be between 1 and 1000"),
         ({"positive": ["SONG"], "diversity": 1.5}, "diversity"),
+        ({"positive": ["SONG"], "diversity": 0.1, "k": 201}, "with diversity, k must be at most"),
+        ({"positive": ["SONG"], "exclude": list(range(2001))}, "at most 2000 items"),
         ({"positive": ["SONG"], "genre": "Polka"}, "unknown genre 'Polka'"),
         ({"positive": [{"features": [0.5] * 3}]}, "at least 518"),
     ],
@@ -574,6 +576,7 @@ def test_bad_path_requests_get_a_4xx_naming_the_problem(
         ({"seeds": ["SONG"] * 51}, "at most 50 seeds"),
         ({"seeds": ["SONG"], "artist_gap": -1}, "artist_gap"),
         ({"seeds": ["SONG"], "seed_weight": 2}, "seed_weight"),
+        ({"seeds": ["SONG"], "history": list(range(2001))}, "at most 2000 items"),
     ],
 )
 def test_bad_radio_requests_get_a_4xx_naming_the_problem(client, ref, body, fragment):
@@ -585,6 +588,26 @@ def test_bad_radio_requests_get_a_4xx_naming_the_problem(client, ref, body, frag
     response = client.post("/radio", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert fragment in response.text
+
+
+def test_the_largest_requests_within_the_limits_are_answered_in_full(shared, ref):
+    """Every bound is reachable: a 200-song path, a 200-song radio, a best mix of k=1000
+    from 50 examples, a diverse mix of k=200."""
+    a, b = int(ref["ids"][5]), int(ref["ids"][1200])
+    path = shared.get(f"/songs/{a}/path/{b}", params={"length": 200, "max_per_artist": 1})
+    assert path.status_code == 200, path.text
+    got = [r["id"] for r in path.json()["results"]]
+    assert got == brute_force_path(ref, a, b, 200, max_per_artist=1)[0]
+    radio = shared.post("/radio", json={"seeds": [a], "n": 200})
+    assert radio.status_code == 200 and len(radio.json()["results"]) == 200
+    examples = [int(i) for i in ref["ids"][:50]]
+    body = {"positive": examples[:40], "negative": examples[40:], "strategy": "best", "k": 1000}
+    mix = shared.post("/recommend", json=body)
+    assert mix.status_code == 200, mix.text
+    check_list(ref, mix.json()["results"], k=1000, seeds=examples)
+    assert len(mix.json()["results"]) == 1000
+    mix = shared.post("/recommend", json={"positive": [a], "k": 200, "diversity": 0.3})
+    assert mix.status_code == 200 and len(mix.json()["results"]) == 200
 
 
 def test_few_songs_passing_the_filters_give_short_lists_not_a_hang(shared, ref):
