@@ -354,7 +354,11 @@ def whole_scope(
     if len(ids) and not where.is_empty():  # the index applies the filter: ask it for all
         probe = index.embeddings_of(ids[:1])
         ids = np.asarray([nb.song_id for nb in l2_search(index, probe, k=n, where=where)[0]])
-    return pool_of(sorted(int(i) for i in ids), describe=describe, embeddings=embeddings)
+    ids = sorted(int(i) for i in ids)
+    try:
+        return pool_of(ids, describe=describe, embeddings=embeddings)
+    except KeyError:  # a song left the index since ids() (another request deleted it)
+        return pool_of([i for i in ids if i in index], describe=describe, embeddings=embeddings)
 
 
 def squared_distances(targets: np.ndarray, pool: Pool) -> np.ndarray:

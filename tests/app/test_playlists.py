@@ -500,3 +500,42 @@ def test_a_path_longer_than_one_block_of_waypoints_is_still_the_greedy_path():
         max_pool=1024,
     )
     assert [g.song_id for g in got] == [tracks[r].song_id for r in expected]
+
+
+class Stale:
+    """An index whose ids() still lists a song it no longer holds (deleted meanwhile)."""
+
+    def __init__(self, inner, gone):
+        self.inner, self.gone = inner, gone
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __contains__(self, song_id):
+        return song_id in self.inner
+
+    def ids(self):
+        return np.append(self.inner.ids(), self.gone)
+
+
+def test_a_song_deleted_while_a_radio_reads_the_index_is_skipped_not_an_error():
+    tracks, emb = random_catalogue(9, 30, n_artists=30, n_copies=0)
+    index, describe = faiss_over(tracks, emb)
+    e32 = emb.astype(np.float32).astype(np.float64)
+    nearest = int(np.argsort(np.linalg.norm(e32 - e32[0], axis=1))[1])
+    gone = tracks[nearest].song_id  # what the radio would play first
+    index.remove(np.array([gone]))
+    got = radio(
+        index=Stale(index, gone),
+        describe=describe,
+        seeds=e32[:1],
+        last=e32[0],
+        n=5,
+        where=SongFilter(),
+        ledger=Ledger(Rules()),
+        seed_weight=0.0,
+    )
+    assert len(got) == 5 and gone not in {g.song_id for g in got}
