@@ -2,6 +2,13 @@
 
     PYTHONPATH=. .venv/bin/python bench/playlists.py          # demo catalogue, 20-epoch model
     PYTHONPATH=. .venv/bin/python bench/playlists.py --tracks 3000 --pairs 20 --no-write
+    PYTHONPATH=. .venv/bin/python bench/playlists.py --timing --tracks 3000 --epochs 5
+
+`--timing` instead times the largest requests within the limits (a 200-song path with
+max_per_artist=1, a 200-song radio, `best` from 50 examples with k=1000, `average` from
+50 positives with k=1000 and max_per_artist=1, diversity 0.3 with k=200), each over
+HTTP in process, wall clock of one request after a warm-up request, and writes them
+into the timing table of docs/playlists.md (`--label` names the row, e.g. the commit).
 
 Builds the demo catalogue (`musicsim demo-data`'s defaults: 10,000 tracks by 1,530
 artists, seed 0) in a temporary folder, trains the default triplet network on it
@@ -29,6 +36,7 @@ import argparse
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +54,8 @@ from training.train import train_on_catalogue
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "playlists.md"
 BEGIN, END = "<!-- bench/playlists.py: begin -->", "<!-- bench/playlists.py: end -->"
+TIMING_BEGIN = "<!-- bench/playlists.py --timing: begin -->"
+TIMING_END = "<!-- bench/playlists.py --timing: end -->"
 
 
 def main() -> None:
@@ -67,11 +77,64 @@ def main() -> None:
             _env_file=None,
         )
         with TestClient(create_app(settings)) as client:
-            text = _report(client, catalogue, emb, args)
+            if args.timing:
+                text = _timing(client, catalogue, args)
+            else:
+                text = _report(client, catalogue, emb, args)
     print(text)
     if not args.no_write:
-        _write(text)
+        if args.timing:
+            _write_row(text, label=args.label)
+        else:
+            _write(text)
         print(f"updated {DOC}", file=sys.stderr)
+
+
+TIMED = ("path 200", "radio 200", "best 50 ex, k=1000", "average 50 pos, k=1000", "diverse k=200")
+
+
+def _timing(client: TestClient, catalogue, args) -> str:
+    """One table row: seconds per request kind (TIMED's order)."""
+    ids = [int(i) for i in catalogue.track_ids]
+    a, b = ids[0], ids[len(ids) // 2]
+    calls = {
+        "path 200": lambda: client.get(
+            f"/songs/{a}/path/{b}", params={"length": 200, "max_per_artist": 1}
+        ),
+        "radio 200": lambda: client.post("/radio", json={"seeds": ids[:3], "n": 200}),
+        "best 50 ex, k=1000": lambda: client.post(
+            "/recommend", json={"positive": ids[:50], "strategy": "best", "k": 1000}
+        ),
+        "average 50 pos, k=1000": lambda: client.post(
+            "/recommend", json={"positive": ids[:50], "k": 1000, "max_per_artist": 1}
+        ),
+        "diverse k=200": lambda: client.post(
+            "/recommend", json={"positive": ids[:3], "k": 200, "diversity": 0.3}
+        ),
+    }
+    client.get(f"/songs/{a}/similar", params={"k": 10}).raise_for_status()  # warm-up
+    seconds = []
+    for name in TIMED:
+        start = time.perf_counter()
+        response = calls[name]()
+        seconds.append(time.perf_counter() - start)
+        response.raise_for_status()
+    cells = " | ".join(f"{s:.2f}" for s in seconds)
+    return f"| {len(ids):,} | {cells} |"
+
+
+def _write_row(row: str, *, label: str) -> None:
+    """Put this row (labelled) into the timing table, replacing one with the same label+size."""
+    text = DOC.read_text()
+    start, end = text.index(TIMING_BEGIN) + len(TIMING_BEGIN), text.index(TIMING_END)
+    lines = [line for line in text[start:end].splitlines() if line.startswith("| ")]
+    if not lines:
+        header = "| code | songs | " + " | ".join(TIMED) + " |"
+        lines = [header, "|---|---:|" + "---:|" * len(TIMED)]
+    new = f"| {label} {row}"
+    prefix = new.split(" | ")[:2]
+    lines = [line for line in lines if line.split(" | ")[:2] != prefix] + [new]
+    DOC.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
 def _arguments() -> argparse.Namespace:
@@ -83,6 +146,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=12, help="songs per path")
     parser.add_argument("--mixes", type=int, default=100, help="random mixes measured")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--timing", action="store_true", help="time the largest requests")
+    parser.add_argument("--label", default="this code", help="--timing: the row's name")
     return parser.parse_args()
 
 

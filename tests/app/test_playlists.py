@@ -24,6 +24,7 @@ from app.playlists import (
     normalised,
     radio,
     recommend,
+    rough_squared_distances,
     song_path,
     title_key,
     waypoints,
@@ -539,3 +540,17 @@ def test_a_song_deleted_while_a_radio_reads_the_index_is_skipped_not_an_error():
         seed_weight=0.0,
     )
     assert len(got) == 5 and gone not in {g.song_id for g in got}
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), dim=st.sampled_from([3, 64, 518]))
+def test_rough_distances_stay_within_their_stated_error(seed, n, dim):
+    rng = np.random.default_rng(seed)
+    offset = rng.standard_normal(dim) * 20  # far from the origin, as trained embeddings are
+    emb = offset + rng.standard_normal((n, dim))
+    targets = offset + rng.standard_normal((5, dim)) * rng.uniform(0.01, 3)
+    pool = Pool.of([Track(song_id=i, artist_id=i) for i in range(n)], emb)
+    rough, error = rough_squared_distances(targets, pool)
+    exact = ((targets[:, None, :] - emb[None, :, :]) ** 2).sum(axis=2)
+    assert (np.abs(rough - exact) <= error[:, None]).all()
+    assert (error < 1e-2 * exact.min(axis=1)).all()  # tight enough to leave few candidates
