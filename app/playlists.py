@@ -123,6 +123,18 @@ class Pool:
     def squared_norms(self) -> np.ndarray:
         return (self.embeddings * self.embeddings).sum(axis=1)
 
+    def codes(self, column: str) -> np.ndarray:
+        """(n,) int64: one number per distinct key of `titles` or `albums` (-1 for None), so
+        "same key as this song" is one integer comparison over the pool."""
+        known = self.__dict__.setdefault("_codes", {})
+        if column not in known:
+            numbers: dict = {None: -1}
+            keys = getattr(self, column)
+            known[column] = np.fromiter(
+                (numbers.setdefault(key, len(numbers)) for key in keys), np.int64, len(keys)
+            )
+        return known[column]
+
     @functools.cached_property
     def centred(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean row, float32 rows minus it, their float64 squared norms): the inputs of
@@ -221,7 +233,7 @@ class Ledger:
         still[close[gaps <= DUPLICATE_DISTANCE]] = False
         still[row] = False
         if title is not None:
-            still &= pool.titles != title
+            still &= pool.codes("titles") != pool.codes("titles")[row]
         cap = self.rules.max_per_artist
         if cap is not None and self.artist_counts[artist] >= cap:
             still &= pool.artists != artist
@@ -229,7 +241,7 @@ class Ledger:
             self.album_counts[album] = self.album_counts.get(album, 0) + 1
             cap = self.rules.max_per_album
             if cap is not None and self.album_counts[album] >= cap:
-                still &= pool.albums != album
+                still &= pool.codes("albums") != pool.codes("albums")[row]
         return still
 
 
@@ -311,7 +323,10 @@ class Embeddings:
         new = [i for i in dict.fromkeys(ids) if i not in self._known]
         if new:
             fetched = np.asarray(self._index.embeddings_of(np.asarray(new, dtype=np.int64)))
-            self._known.update(zip(new, fetched.astype(np.float64), strict=True))
+            fetched = fetched.astype(np.float64)
+            self._known.update(zip(new, fetched, strict=True))  # rows: views, no copies
+            if len(new) == len(ids):  # all new and distinct (a whole scope): in this order
+                return fetched
         return np.stack([self._known[i] for i in ids]) if ids else np.empty((0, 0))
 
 
