@@ -405,6 +405,9 @@ def rough_squared_distances(targets: np.ndarray, pool: Pool) -> tuple[np.ndarray
     of length d, (d + 2) u |t| |s| with u = 2^-24 (inputs rounded once, d roundings while
     summing), twice over for the 2 t.s term, plus float64 rounding of the norms.
     """
+    if not len(pool):  # nothing passes the filters
+        m = len(np.atleast_2d(targets))
+        return np.empty((m, 0)), np.zeros(m)
     centre, rows, squares = pool.centred
     t = np.atleast_2d(np.asarray(targets, dtype=np.float64)) - centre
     t_squares = (t * t).sum(axis=1)

@@ -554,3 +554,24 @@ def test_rough_distances_stay_within_their_stated_error(seed, n, dim):
     exact = ((targets[:, None, :] - emb[None, :, :]) ** 2).sum(axis=2)
     assert (np.abs(rough - exact) <= error[:, None]).all()
     assert (error < 1e-2 * exact.min(axis=1)).all()  # tight enough to leave few candidates
+
+
+def test_a_filter_no_song_passes_gives_an_empty_radio_and_a_path_of_its_ends_only():
+    tracks, emb = random_catalogue(2, 12)
+    index, describe = faiss_over(tracks, emb)
+    nowhere = SongFilter(genre="Polka")  # no song has a genre
+    got = radio(
+        index=index,
+        describe=describe,
+        seeds=emb[:1],
+        last=emb[0],
+        n=3,
+        where=nowhere,
+        ledger=Ledger(Rules()),
+        seed_weight=0.5,
+    )
+    assert got == []
+    ends = {"start": tracks[0], "end": tracks[1], "where": nowhere, "rules": Rules()}
+    assert len(song_path(index=index, describe=describe, length=2, **ends)) == 2
+    with pytest.raises(TooFew, match="only 2 songs"):
+        song_path(index=index, describe=describe, length=3, **ends)
