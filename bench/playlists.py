@@ -7,7 +7,8 @@
 `--timing` instead times the largest requests within the limits (a 200-song path with
 max_per_artist=1, a 200-song radio, `best` from 50 examples with k=1000, `average` from
 50 positives with k=1000 and max_per_artist=1, diversity 0.3 with k=200), each over
-HTTP in process, wall clock of one request after a warm-up request, and writes them
+HTTP in process, median wall-clock and CPU seconds (all of the process's threads) of
+`--repeats` requests after a warm-up, with the machine's load average, and writes them
 into the timing table of docs/playlists.md (`--label` names the row, e.g. the commit).
 
 Builds the demo catalogue (`musicsim demo-data`'s defaults: 10,000 tracks by 1,530
@@ -33,6 +34,7 @@ distance to the query point (what diversity costs in relevance).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -113,14 +115,18 @@ def _timing(client: TestClient, catalogue, args) -> str:
         ),
     }
     client.get(f"/songs/{a}/similar", params={"k": 10}).raise_for_status()  # warm-up
-    seconds = []
+    cells = []
     for name in TIMED:
-        start = time.perf_counter()
-        response = calls[name]()
-        seconds.append(time.perf_counter() - start)
-        response.raise_for_status()
-    cells = " | ".join(f"{s:.2f}" for s in seconds)
-    return f"| {len(ids):,} | {cells} |"
+        wall, cpu = [], []
+        for _ in range(args.repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            response = calls[name]()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)  # every thread of this process
+            response.raise_for_status()
+        cells.append(f"{np.median(wall):.2f} / {np.median(cpu):.2f}")
+    load = os.getloadavg()[0]
+    return f"| {len(ids):,} | {' | '.join(cells)} | {load:.1f} |"
 
 
 def _write_row(row: str, *, label: str) -> None:
@@ -129,8 +135,8 @@ def _write_row(row: str, *, label: str) -> None:
     start, end = text.index(TIMING_BEGIN) + len(TIMING_BEGIN), text.index(TIMING_END)
     lines = [line for line in text[start:end].splitlines() if line.startswith("| ")]
     if not lines:
-        header = "| code | songs | " + " | ".join(TIMED) + " |"
-        lines = [header, "|---|---:|" + "---:|" * len(TIMED)]
+        header = "| code | songs | " + " | ".join(TIMED) + " | load average |"
+        lines = [header, "|---|---:|" + "---:|" * (len(TIMED) + 1)]
     new = f"| {label} {row}"
     prefix = new.split(" | ")[:2]
     lines = [line for line in lines if line.split(" | ")[:2] != prefix] + [new]
@@ -148,6 +154,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--timing", action="store_true", help="time the largest requests")
     parser.add_argument("--label", default="this code", help="--timing: the row's name")
+    parser.add_argument("--repeats", type=int, default=3, help="--timing: median of this many")
     return parser.parse_args()
 
 
