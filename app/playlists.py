@@ -415,8 +415,8 @@ def rough_squared_distances(targets: np.ndarray, pool: Pool) -> tuple[np.ndarray
     if len(t) == 1:  # einsum's own loop, not BLAS: threaded BLAS waits for a busy machine's
         # cores on every call (measured 1-2 ms against 1-11 ms for 3,000 x 518)
         products = np.einsum("ij,j->i", rows, t32[0])[None, :].astype(np.float64)
-    else:
-        products = (t32 @ rows.T).astype(np.float64)
+    else:  # rows @ t.T: measured twice as fast as t @ rows.T (64 x 518 by 10,000 x 518)
+        products = (rows @ t32.T).T.astype(np.float64)
     out = np.maximum(t_squares[:, None] + squares[None, :] - 2.0 * products, 0.0)
     most = float(squares.max()) if len(squares) else 0.0
     d = pool.embeddings.shape[1]
