@@ -133,8 +133,8 @@ def _write_row(row: str, *, label: str) -> None:
     """Put this row (labelled) into the timing table, replacing one with the same label+size."""
     text = DOC.read_text()
     start, end = text.index(TIMING_BEGIN) + len(TIMING_BEGIN), text.index(TIMING_END)
-    lines = [line for line in text[start:end].splitlines() if line.startswith("| ")]
-    if not lines:
+    lines = [line for line in text[start:end].splitlines() if line.startswith("|")]
+    if len(lines) < 2:  # no table yet: header and alignment rows
         header = "| code | songs | " + " | ".join(TIMED) + " | load average |"
         lines = [header, "|---|---:|" + "---:|" * (len(TIMED) + 1)]
     new = f"| {label} {row}"
