@@ -373,11 +373,11 @@ def whole_scope(
     n = len(index)
     if n > most:
         return None
-    ids = index.ids()
-    if len(ids) and not where.is_empty():  # the index applies the filter: ask it for all
-        probe = index.embeddings_of(ids[:1])
-        ids = np.asarray([nb.song_id for nb in l2_search(index, probe, k=n, where=where)[0]])
-    ids = sorted(int(i) for i in ids)
+    indexed = index.ids()
+    if len(indexed) and not where.is_empty():  # the index applies the filter: ask it for all
+        probe = index.embeddings_of(indexed[:1])
+        indexed = np.asarray([nb.song_id for nb in l2_search(index, probe, k=n, where=where)[0]])
+    ids = sorted(int(i) for i in indexed)
     try:
         return pool_of(ids, describe=describe, embeddings=embeddings)
     except KeyError:  # a song left the index since ids() (another request deleted it)
