@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         100, ge=100, le=100_000, description="L2 candidates re-ranked: max(10 k, this)"
     )
 
+    # Playlists, continued (issue 17): MMR costs k x pool x dimensions, the one playlist
+    # cost that grows with k squared (the pool is 5k): diverse mixes have their own k bound.
+    playlist_max_diverse_k: int = Field(
+        200, ge=1, le=10_000, description="Largest k of a /recommend with diversity > 0"
+    )
+
     @field_validator("scoring", "scoring_k", mode="before")
     @classmethod
     def _empty_is_the_bundles(cls, value):

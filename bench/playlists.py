@@ -2,6 +2,14 @@
 
     PYTHONPATH=. .venv/bin/python bench/playlists.py          # demo catalogue, 20-epoch model
     PYTHONPATH=. .venv/bin/python bench/playlists.py --tracks 3000 --pairs 20 --no-write
+    PYTHONPATH=. .venv/bin/python bench/playlists.py --timing --tracks 3000 --epochs 5
+
+`--timing` instead times the largest requests within the limits (a 200-song path with
+max_per_artist=1, a 200-song radio, `best` from 50 examples with k=1000, `average` from
+50 positives with k=1000 and max_per_artist=1, diversity 0.3 with k=200), each over
+HTTP in process, median wall-clock and CPU seconds (all of the process's threads) of
+`--repeats` requests after a warm-up, with the machine's load average, and writes them
+into the timing table of docs/playlists.md (`--label` names the row, e.g. the commit).
 
 Builds the demo catalogue (`musicsim demo-data`'s defaults: 10,000 tracks by 1,530
 artists, seed 0) in a temporary folder, trains the default triplet network on it
@@ -26,9 +34,11 @@ distance to the query point (what diversity costs in relevance).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +56,8 @@ from training.train import train_on_catalogue
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "playlists.md"
 BEGIN, END = "<!-- bench/playlists.py: begin -->", "<!-- bench/playlists.py: end -->"
+TIMING_BEGIN = "<!-- bench/playlists.py --timing: begin -->"
+TIMING_END = "<!-- bench/playlists.py --timing: end -->"
 
 
 def main() -> None:
@@ -67,11 +79,68 @@ def main() -> None:
             _env_file=None,
         )
         with TestClient(create_app(settings)) as client:
-            text = _report(client, catalogue, emb, args)
+            if args.timing:
+                text = _timing(client, catalogue, args)
+            else:
+                text = _report(client, catalogue, emb, args)
     print(text)
     if not args.no_write:
-        _write(text)
+        if args.timing:
+            _write_row(text, label=args.label)
+        else:
+            _write(text)
         print(f"updated {DOC}", file=sys.stderr)
+
+
+TIMED = ("path 200", "radio 200", "best 50 ex, k=1000", "average 50 pos, k=1000", "diverse k=200")
+
+
+def _timing(client: TestClient, catalogue, args) -> str:
+    """One table row: seconds per request kind (TIMED's order)."""
+    ids = [int(i) for i in catalogue.track_ids]
+    a, b = ids[0], ids[len(ids) // 2]
+    calls = {
+        "path 200": lambda: client.get(
+            f"/songs/{a}/path/{b}", params={"length": 200, "max_per_artist": 1}
+        ),
+        "radio 200": lambda: client.post("/radio", json={"seeds": ids[:3], "n": 200}),
+        "best 50 ex, k=1000": lambda: client.post(
+            "/recommend", json={"positive": ids[:50], "strategy": "best", "k": 1000}
+        ),
+        "average 50 pos, k=1000": lambda: client.post(
+            "/recommend", json={"positive": ids[:50], "k": 1000, "max_per_artist": 1}
+        ),
+        "diverse k=200": lambda: client.post(
+            "/recommend", json={"positive": ids[:3], "k": 200, "diversity": 0.3}
+        ),
+    }
+    client.get(f"/songs/{a}/similar", params={"k": 10}).raise_for_status()  # warm-up
+    cells = []
+    for name in TIMED:
+        wall, cpu = [], []
+        for _ in range(args.repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            response = calls[name]()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)  # every thread of this process
+            response.raise_for_status()
+        cells.append(f"{np.median(wall):.2f} / {np.median(cpu):.2f}")
+    load = os.getloadavg()[0]
+    return f"| {len(ids):,} | {' | '.join(cells)} | {load:.1f} |"
+
+
+def _write_row(row: str, *, label: str) -> None:
+    """Put this row (labelled) into the timing table, replacing one with the same label+size."""
+    text = DOC.read_text()
+    start, end = text.index(TIMING_BEGIN) + len(TIMING_BEGIN), text.index(TIMING_END)
+    lines = [line for line in text[start:end].splitlines() if line.startswith("|")]
+    if len(lines) < 2:  # no table yet: header and alignment rows
+        header = "| code | songs | " + " | ".join(TIMED) + " | load average |"
+        lines = [header, "|---|---:|" + "---:|" * (len(TIMED) + 1)]
+    new = f"| {label} {row}"
+    prefix = new.split(" | ")[:2]
+    lines = [line for line in lines if line.split(" | ")[:2] != prefix] + [new]
+    DOC.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
 def _arguments() -> argparse.Namespace:
@@ -83,6 +152,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=12, help="songs per path")
     parser.add_argument("--mixes", type=int, default=100, help="random mixes measured")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--timing", action="store_true", help="time the largest requests")
+    parser.add_argument("--label", default="this code", help="--timing: the row's name")
+    parser.add_argument("--repeats", type=int, default=3, help="--timing: median of this many")
     return parser.parse_args()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from app.catalogue.reads import read_songs
+from app.catalogue.reads import read_track_rows
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep
 from app.index.protocol import SongFilter, SongIndex
 from app.index.scored import ScoredIndex
@@ -36,25 +36,25 @@ from app.schemas import BatchItem, parse_near
 from training.artefacts import Bundle
 
 router = APIRouter(tags=["playlists"])
-LOOKUP_CHUNK = 1000  # ids per catalogue look-up
 
 
 def describer(session: Session) -> Describe:
     """Song ids -> Tracks, from the catalogue (ids it no longer has are absent)."""
 
     def describe(ids: list[int]) -> dict[int, Track]:
-        tracks: dict[int, Track] = {}
-        for start in range(0, len(ids), LOOKUP_CHUNK):
-            for song in read_songs(session, ids[start : start + LOOKUP_CHUNK]).values():
-                tracks[song.id] = Track(
-                    song_id=song.id,
-                    artist_id=song.artist_id,
-                    album=song.album,
-                    duration=song.duration,
-                    title=song.title,
-                    artist_name=song.artist.name,
-                )
-        return tracks
+        return {
+            song_id: Track(
+                song_id=song_id,
+                artist_id=artist_id,
+                album=album,
+                duration=duration,
+                title=title,
+                artist_name=artist_name,
+            )
+            for song_id, artist_id, album, duration, title, artist_name in read_track_rows(
+                session, ids
+            )
+        }
 
     return describe
 
@@ -145,6 +145,9 @@ def recommend_songs(
 ) -> PlaylistOut | Response:
     """Songs like the positive examples and unlike the negative ones, with caps and MMR."""
     check_k(body.k, service)
+    most = service.settings.playlist_max_diverse_k
+    if body.diversity > 0 and body.k > most:
+        raise HTTPException(422, f"with diversity, k must be at most {most}, got {body.k}")
     check_seeds(len(body.positive) + len(body.negative), service, "positive + negative examples")
     where = filter_of(session, body)
     positives, pos_tracks = embed_examples(

@@ -208,17 +208,20 @@ def search_posted(
     return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
 
 
-@router.post("/similar", response_model=SimilarOut)
+@router.post("/similar", response_model=SimilarOut, responses=M3U_RESPONSES)
 def read_similar_to_features(
     query: FeaturesQuery,
+    request: Request,
     session: SessionDep,
     index: IndexDep,
     bundle: BundleDep,
     service: ServiceDep,
-) -> SimilarOut:
+    format: ListFormat = "json",
+) -> SimilarOut | Response:
     """Neighbours of a cold-start song given by its 518 features (not stored)."""
     check_k(query.k, service)
-    return search_posted(session, index, bundle, [query.features], query)[0]
+    found = search_posted(session, index, bundle, [query.features], query)[0]
+    return as_m3u(request, found.results) if format == "m3u" else found
 
 
 @router.post("/similar/batch", response_model=BatchOut)

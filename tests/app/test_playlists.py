@@ -1,5 +1,6 @@
 """Playlist logic as properties over random catalogues, against direct re-implementations."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from app.index.faiss_index import FaissSongIndex
 from app.index.protocol import SongFilter
 from app.playlists import (
     DUPLICATE_DISTANCE,
+    SCOPE_CHUNK,
     Ledger,
     Pool,
     Rules,
@@ -21,7 +23,10 @@ from app.playlists import (
     near_any,
     normalised,
     radio,
+    recommend,
+    rough_squared_distances,
     song_path,
+    title_key,
     waypoints,
     write_m3u,
 )
@@ -215,8 +220,12 @@ def brute_path(tracks, emb, a, b, length, cap):
     n=st.integers(3, 40),
     length=st.integers(2, 30),
     cap=st.none() | st.integers(1, 3),
+    scan=st.booleans(),
 )
-def test_a_path_is_the_greedy_nearest_to_each_waypoint_or_says_how_many_fit(seed, n, length, cap):
+def test_a_path_is_the_greedy_nearest_to_each_waypoint_or_says_how_many_fit(
+    seed, n, length, cap, scan
+):
+    """Both ways of stepping: the whole catalogue as arrays (scan) and one search per step."""
     tracks, emb = random_catalogue(seed, n, n_copies=0)
     index, describe = faiss_over(tracks, emb)
     a, b = 0, n - 1
@@ -232,6 +241,7 @@ def test_a_path_is_the_greedy_nearest_to_each_waypoint_or_says_how_many_fit(seed
         where=SongFilter(),
         rules=Rules(max_per_artist=cap),
         max_pool=64,
+        scan_most=None if scan else 0,
     )
     if expected is None:
         with pytest.raises(TooFew) as failure:
@@ -342,3 +352,226 @@ def test_near_any_agrees_with_every_pairwise_distance(seed, n, m, radius):
         a[n // 3 : n // 2] = b[rng.integers(0, m, n // 2 - n // 3)] + radius * 0.99 / np.sqrt(3)
     expected = [any(math.dist(x, y) <= radius for y in b) for x in a]
     assert near_any(a, b, radius).tolist() == expected
+
+
+def brute_radio(tracks, emb, *, seeds, history, n, gap, weight, rules):
+    """Radio by its definition: each next song scans every song in distance order."""
+    e32 = emb.astype(np.float32).astype(np.float64)
+    taken_ids = {t.song_id for t in [tracks[s] for s in seeds] + [tracks[h] for h in history]}
+    taken_keys = {key(tracks[s]) for s in seeds} | {key(tracks[h]) for h in history}
+    artists = [tracks[h].artist_id for h in history]
+    played = e32[history[-1]] if history else e32[seeds[-1]]
+    centre = e32[seeds].mean(axis=0)
+    chosen, out = [], []
+    for _ in range(n):
+        target = (1 - weight) * played + weight * centre
+        d = np.sqrt(((e32 - target) ** 2).sum(axis=1))
+        recent = set(artists[-gap:]) if gap else set()
+        pick = next(
+            (
+                int(r)
+                for r in np.argsort(d, kind="stable")
+                if tracks[r].artist_id not in recent
+                and may_join(tracks[r], e32[r], chosen, rules, taken_ids, taken_keys, e32[seeds])
+            ),
+            None,
+        )
+        if pick is None:
+            break
+        chosen.append((tracks[pick], e32[pick]))
+        artists.append(tracks[pick].artist_id)
+        out.append(pick)
+        played = e32[pick]
+    return out
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 40),
+    gap=st.integers(0, 4),
+    n_next=st.integers(1, 20),
+    n_history=st.integers(0, 6),
+    weight=st.floats(0, 1),
+    rules=rule_sets,
+    scan=st.booleans(),
+)
+def test_radio_equals_a_scan_of_every_song_for_each_next_song(
+    seed, n, gap, n_next, n_history, weight, rules, scan
+):
+    tracks, emb = random_catalogue(seed, n, n_artists=8)
+    index, describe = faiss_over(tracks, emb)
+    seeds, history = [0], list(range(1, min(1 + n_history, n)))
+    rules = dataclasses.replace(rules, artist_gap=gap)
+    ledger = Ledger(rules)
+    ledger.take(  # what the route takes: seeds with their vectors, the history by title
+        ids=[tracks[r].song_id for r in seeds + history],
+        titles=[title_key(tracks[r]) for r in seeds + history],
+        embeddings=list(emb[seeds].astype(np.float32).astype(np.float64)),
+        artists=[tracks[r].artist_id for r in history],
+    )
+    e32 = emb.astype(np.float32).astype(np.float64)
+    got = radio(
+        index=index,
+        describe=describe,
+        seeds=e32[seeds],
+        last=e32[history[-1]] if history else e32[seeds[-1]],
+        n=n_next,
+        where=SongFilter(),
+        ledger=ledger,
+        seed_weight=weight,
+        max_pool=64,
+        scan_most=None if scan else 0,
+    )
+    expected = brute_radio(
+        tracks, emb, seeds=seeds, history=history, n=n_next, gap=gap, weight=weight, rules=rules
+    )
+    assert [g.song_id for g in got] == [tracks[r].song_id for r in expected]
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 40),
+    n_pos=st.integers(1, 3),
+    n_neg=st.integers(0, 2),
+    k=st.integers(1, 25),
+    rules=rule_sets,
+    scan=st.booleans(),
+)
+def test_best_equals_a_brute_force_scoring_of_every_song_under_the_rules(
+    seed, n, n_pos, n_neg, k, rules, scan
+):
+    tracks, emb = random_catalogue(seed, n)
+    index, describe = faiss_over(tracks, emb)
+    e32 = emb.astype(np.float32).astype(np.float64)
+    examples = list(range(min(n_pos + n_neg, n - 1)))
+    pos, neg = examples[:n_pos], examples[n_pos:]
+    taken = Ledger(rules)
+    taken.take(
+        ids=[tracks[r].song_id for r in examples],
+        titles=[title_key(tracks[r]) for r in examples],
+        embeddings=list(e32[examples]),
+    )
+    got = recommend(
+        index=index,
+        describe=describe,
+        positives=e32[pos],
+        negatives=e32[neg] if neg else np.empty((0, emb.shape[1])),
+        strategy="best",
+        k=k,
+        where=SongFilter(),
+        taken=taken,
+        max_pool=256,  # without a scan each example reaches 256 / 5 songs: every one
+        scan_most=None if scan else 0,
+    )
+    d = np.sqrt(((e32[:, None, :] - e32[None, examples, :]) ** 2).sum(axis=2))
+    score = -d[:, : len(pos)].min(axis=1) + (d[:, len(pos) :].min(axis=1) if neg else 0.0)
+    chosen, expected = [], []
+    taken_ids = {tracks[r].song_id for r in examples}
+    taken_keys = {key(tracks[r]) for r in examples}
+    for r in np.argsort(-score, kind="stable"):
+        if len(expected) < k and may_join(
+            tracks[r], e32[r], chosen, rules, taken_ids, taken_keys, e32[examples]
+        ):
+            chosen.append((tracks[r], e32[r]))
+            expected.append(tracks[r].song_id)
+    assert [g.song_id for g in got] == expected
+    np.testing.assert_allclose(
+        [g.distance for g in got],
+        [d[r - 100, : len(pos)].min() for r in expected],
+        rtol=1e-6,  # searching the index rounds the examples to float32
+    )
+
+
+def test_a_path_longer_than_one_block_of_waypoints_is_still_the_greedy_path():
+    """Waypoints are measured in blocks of SCOPE_CHUNK: a path spanning blocks stays exact."""
+    tracks, emb = random_catalogue(5, 3 * SCOPE_CHUNK, n_artists=40, n_copies=0)
+    index, describe = faiss_over(tracks, emb)
+    length = 2 * SCOPE_CHUNK + 7
+    expected, _ = brute_path(tracks, emb, 0, len(tracks) - 1, length, None)
+    got = song_path(
+        index=index,
+        describe=describe,
+        start=tracks[0],
+        end=tracks[-1],
+        length=length,
+        where=SongFilter(),
+        rules=Rules(),
+        max_pool=1024,
+    )
+    assert [g.song_id for g in got] == [tracks[r].song_id for r in expected]
+
+
+class Stale:
+    """An index whose ids() still lists a song it no longer holds (deleted meanwhile)."""
+
+    def __init__(self, inner, gone):
+        self.inner, self.gone = inner, gone
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __contains__(self, song_id):
+        return song_id in self.inner
+
+    def ids(self):
+        return np.append(self.inner.ids(), self.gone)
+
+
+def test_a_song_deleted_while_a_radio_reads_the_index_is_skipped_not_an_error():
+    tracks, emb = random_catalogue(9, 30, n_artists=30, n_copies=0)
+    index, describe = faiss_over(tracks, emb)
+    e32 = emb.astype(np.float32).astype(np.float64)
+    nearest = int(np.argsort(np.linalg.norm(e32 - e32[0], axis=1))[1])
+    gone = tracks[nearest].song_id  # what the radio would play first
+    index.remove(np.array([gone]))
+    got = radio(
+        index=Stale(index, gone),
+        describe=describe,
+        seeds=e32[:1],
+        last=e32[0],
+        n=5,
+        where=SongFilter(),
+        ledger=Ledger(Rules()),
+        seed_weight=0.0,
+    )
+    assert len(got) == 5 and gone not in {g.song_id for g in got}
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), dim=st.sampled_from([3, 64, 518]))
+def test_rough_distances_stay_within_their_stated_error(seed, n, dim):
+    rng = np.random.default_rng(seed)
+    offset = rng.standard_normal(dim) * 20  # far from the origin, as trained embeddings are
+    emb = offset + rng.standard_normal((n, dim))
+    targets = offset + rng.standard_normal((5, dim)) * rng.uniform(0.01, 3)
+    pool = Pool.of([Track(song_id=i, artist_id=i) for i in range(n)], emb)
+    rough, error = rough_squared_distances(targets, pool)
+    exact = ((targets[:, None, :] - emb[None, :, :]) ** 2).sum(axis=2)
+    assert (np.abs(rough - exact) <= error[:, None]).all()
+    assert (error < 1e-2 * exact.min(axis=1)).all()  # tight enough to leave few candidates
+
+
+def test_a_filter_no_song_passes_gives_an_empty_radio_and_a_path_of_its_ends_only():
+    tracks, emb = random_catalogue(2, 12)
+    index, describe = faiss_over(tracks, emb)
+    nowhere = SongFilter(genre="Polka")  # no song has a genre
+    got = radio(
+        index=index,
+        describe=describe,
+        seeds=emb[:1],
+        last=emb[0],
+        n=3,
+        where=nowhere,
+        ledger=Ledger(Rules()),
+        seed_weight=0.5,
+    )
+    assert got == []
+    ends = {"start": tracks[0], "end": tracks[1], "where": nowhere, "rules": Rules()}
+    assert len(song_path(index=index, describe=describe, length=2, **ends)) == 2
+    with pytest.raises(TooFew, match="only 2 songs"):
+        song_path(index=index, describe=describe, length=3, **ends)

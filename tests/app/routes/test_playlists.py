@@ -2,6 +2,7 @@
 
 import math
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -26,6 +27,29 @@ def shared(sqlite_template, bundle_dir, tmp_path_factory):
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def on_milvus(sqlite_template, bundle_dir, tmp_path_factory, milvus_lite_uri):
+    """The same service on the Milvus backend (Milvus Lite): few cases, each is slow."""
+    folder = tmp_path_factory.mktemp("playlists-milvus")
+    shutil.copyfile(sqlite_template, folder / "musicsim.db")
+    settings = Settings(
+        model_dir=bundle_dir,
+        database_url=f"sqlite:///{folder / 'musicsim.db'}",
+        index_cache_dir=folder / "index-cache",
+        index_backend="milvus",
+        milvus_uri=milvus_lite_uri,
+        milvus_collection=f"test_{uuid.uuid4().hex}",
+        _env_file=None,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def service_on(request, backend):
+    """The module's read-only service on this index backend."""
+    return request.getfixturevalue({"faiss": "shared", "milvus": "on_milvus"}[backend])
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +125,7 @@ def check_list(
 # ---- POST /recommend
 
 
+@pytest.mark.parametrize("index_backend", ["faiss", "milvus"])
 def test_average_of_one_positive_equals_the_similar_songs(client, catalogue):
     song = int(catalogue.track_ids[17])
     similar = client.get(f"/songs/{song}/similar", params={"k": 12}).json()["results"]
@@ -163,8 +188,11 @@ def best_scores(ref, positives, negatives):
     return score
 
 
-@pytest.mark.parametrize("n_neg", [0, 1, 3])
-def test_best_equals_a_brute_force_scoring_of_every_song(shared, ref, n_neg):
+@pytest.mark.parametrize(
+    ("n_neg", "backend"), [(0, "faiss"), (1, "faiss"), (3, "faiss"), (1, "milvus")]
+)
+def test_best_equals_a_brute_force_scoring_of_every_song(request, ref, n_neg, backend):
+    shared = service_on(request, backend)
     rng = np.random.default_rng(n_neg)
     rows = rng.choice(len(ref["ids"]), 3 + n_neg, replace=False)
     pos, neg = [int(ref["ids"][r]) for r in rows[:3]], [int(ref["ids"][r]) for r in rows[3:]]
@@ -320,10 +348,19 @@ def brute_force_path(ref, a, b, length, *, max_per_artist=None, genre=None):
 
 
 @pytest.mark.parametrize(
-    ("pair", "length", "cap"),
-    [((0, 700), 8, None), ((5, 1200), 12, 1), ((100, 101), 2, None), ((9, 999), 30, 2)],
+    ("pair", "length", "cap", "backend"),
+    [
+        ((0, 700), 8, None, "faiss"),
+        ((5, 1200), 12, 1, "faiss"),
+        ((100, 101), 2, None, "faiss"),
+        ((9, 999), 30, 2, "faiss"),
+        ((5, 1200), 12, 1, "milvus"),
+    ],
 )
-def test_a_path_steps_through_the_nearest_songs_to_its_waypoints(shared, ref, pair, length, cap):
+def test_a_path_steps_through_the_nearest_songs_to_its_waypoints(
+    request, ref, pair, length, cap, backend
+):
+    shared = service_on(request, backend)
     a, b = (int(ref["ids"][i]) for i in pair)
     params = {"length": length} | ({"max_per_artist": cap} if cap else {})
     response = shared.get(f"/songs/{a}/path/{b}", params=params)
@@ -400,7 +437,9 @@ def test_radio_never_repeats_an_artist_inside_the_gap(shared, ref):
             assert artists[i] not in artists[max(0, i - gap) : i], (gap, artists)
 
 
-def test_each_radio_song_is_nearest_to_the_blend_of_last_played_and_seeds(shared, ref):
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_each_radio_song_is_nearest_to_the_blend_of_last_played_and_seeds(request, ref, backend):
+    shared = service_on(request, backend)
     seeds, history = [int(ref["ids"][50]), int(ref["ids"][51])], [int(ref["ids"][400])]
     w = 0.4
     body = {"seeds": seeds, "history": history, "n": 6, "seed_weight": w, "artist_gap": 0}
@@ -456,6 +495,22 @@ def test_every_list_answer_is_also_an_m3u_playlist(shared, ref):
             assert location == f"http://testserver/songs/{song}/audio"
 
 
+def test_posted_features_answer_as_m3u_the_songs_of_the_json_answer(shared, ref, catalogue):
+    body = {"features": catalogue.features[70].astype(float).tolist(), "k": 6}
+    listed = shared.post("/songs/similar", json=body)
+    playlist = shared.post("/songs/similar?format=m3u", json=body)
+    assert playlist.status_code == 200, playlist.text
+    assert playlist.headers["content-type"].startswith("audio/x-mpegurl")
+    entries = parse_m3u(playlist.text)
+    expected = listed.json()["results"]
+    assert len(entries) == len(expected) == 6
+    for (seconds, label, location), item in zip(entries, expected, strict=True):
+        row = ref["row"][item["id"]]
+        assert location == f"http://testserver/songs/{item['id']}/audio"
+        assert seconds == round(ref["duration"][row])
+        assert label == f"{ref['names'][row][0]} - {ref['names'][row][1]}"
+
+
 # ---- bad input
 
 
@@ -472,6 +527,8 @@ def test_every_list_answer_is_also_an_m3u_playlist(shared, ref):
         ({"positive": ["SONG"], "strategy": "median"}, "average"),
         ({"positive": ["SONG"], "k": 5000}, "k must be between 1 and 1000"),
         ({"positive": ["SONG"], "diversity": 1.5}, "diversity"),
+        ({"positive": ["SONG"], "diversity": 0.1, "k": 201}, "with diversity, k must be at most"),
+        ({"positive": ["SONG"], "exclude": list(range(2001))}, "at most 2000 items"),
         ({"positive": ["SONG"], "genre": "Polka"}, "unknown genre 'Polka'"),
         ({"positive": [{"features": [0.5] * 3}]}, "at least 518"),
     ],
@@ -519,6 +576,7 @@ def test_bad_path_requests_get_a_4xx_naming_the_problem(
         ({"seeds": ["SONG"] * 51}, "at most 50 seeds"),
         ({"seeds": ["SONG"], "artist_gap": -1}, "artist_gap"),
         ({"seeds": ["SONG"], "seed_weight": 2}, "seed_weight"),
+        ({"seeds": ["SONG"], "history": list(range(2001))}, "at most 2000 items"),
     ],
 )
 def test_bad_radio_requests_get_a_4xx_naming_the_problem(client, ref, body, fragment):
@@ -530,6 +588,26 @@ def test_bad_radio_requests_get_a_4xx_naming_the_problem(client, ref, body, frag
     response = client.post("/radio", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert fragment in response.text
+
+
+def test_the_largest_requests_within_the_limits_are_answered_in_full(shared, ref):
+    """Every bound is reachable: a 200-song path, a 200-song radio, a best mix of k=1000
+    from 50 examples, a diverse mix of k=200."""
+    a, b = int(ref["ids"][5]), int(ref["ids"][1200])
+    path = shared.get(f"/songs/{a}/path/{b}", params={"length": 200, "max_per_artist": 1})
+    assert path.status_code == 200, path.text
+    got = [r["id"] for r in path.json()["results"]]
+    assert got == brute_force_path(ref, a, b, 200, max_per_artist=1)[0]
+    radio = shared.post("/radio", json={"seeds": [a], "n": 200})
+    assert radio.status_code == 200 and len(radio.json()["results"]) == 200
+    examples = [int(i) for i in ref["ids"][:50]]
+    body = {"positive": examples[:40], "negative": examples[40:], "strategy": "best", "k": 1000}
+    mix = shared.post("/recommend", json=body)
+    assert mix.status_code == 200, mix.text
+    check_list(ref, mix.json()["results"], k=1000, seeds=examples)
+    assert len(mix.json()["results"]) == 1000
+    mix = shared.post("/recommend", json={"positive": [a], "k": 200, "diversity": 0.3})
+    assert mix.status_code == 200 and len(mix.json()["results"]) == 200
 
 
 def test_few_songs_passing_the_filters_give_short_lists_not_a_hang(shared, ref):
