@@ -11,6 +11,7 @@ a saved model is rebuilt as `TripletMLP(ModelConfig(**manifest["model"]))` (or
 
 from __future__ import annotations
 
+import copy
 import weakref
 from dataclasses import dataclass
 
@@ -111,30 +112,29 @@ def embed(model: Embedder, x: np.ndarray) -> np.ndarray:
     and blockings), and a song posted alone must land at distance exactly 0 from its
     stored self. float64 differences (~1e-16) vanish in the final rounding to float32.
     """
-    model.eval()
-    parameters = _float64_parameters(model)
+    wide_model = _float64_copy(model)
     out = np.empty((len(x), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), _EMBED_BATCH):
             chunk = np.asarray(x[start : start + _EMBED_BATCH], dtype=np.float64)
-            wide = torch.func.functional_call(model, parameters, (torch.from_numpy(chunk),))
-            out[start : start + len(chunk)] = wide.to(torch.float32).numpy()
+            out[start : start + len(chunk)] = wide_model(torch.from_numpy(chunk)).numpy()
     return out
 
 
-# model -> (the parameters' identities and versions, their float64 copies). A served
-# model never changes, so each query reuses the copies; training updates parameters in
-# place, which bumps their versions and makes the next call copy afresh.
+# model -> (its parameters' identities and versions, a float64 copy of it). A served
+# model never changes, so each query reuses the copy; training updates parameters in
+# place, which bumps their versions and makes the next call copy afresh. A separate
+# module, not parameters swapped into the model for the call: the service embeds from
+# many threads at once, and a swap in one thread would be undone under another.
 _FLOAT64_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _float64_parameters(model: Embedder) -> dict[str, torch.Tensor]:
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    key = tuple((t.data_ptr(), t._version) for t in tensors.values())
+def _float64_copy(model: Embedder) -> nn.Module:
+    tensors = [*model.parameters(), *model.buffers()]
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
     cached = _FLOAT64_COPIES.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]
-    with torch.no_grad():
-        copies = {name: t.detach().to(torch.float64) for name, t in tensors.items()}
-    _FLOAT64_COPIES[model] = (key, copies)
-    return copies
+    wide = copy.deepcopy(model).to(torch.float64).eval()
+    _FLOAT64_COPIES[model] = (key, wide)
+    return wide

@@ -1,5 +1,7 @@
 """Embeddings have the same bits however a matrix is cut into batches."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,14 @@ def test_embeddings_equal_a_float64_numpy_forward_pass():
     hidden = 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w1.T + b1)))
     expected = np.tanh(hidden @ w2.T + b2)
     np.testing.assert_allclose(embed(model, x), expected.astype(np.float32), rtol=0, atol=1e-6)
+
+
+def test_embedding_from_many_threads_at_once_gives_the_same_bits():
+    # The service embeds posted songs on several threads with one shared model.
+    model = near_saturated_mlp()
+    x = np.random.default_rng(4).normal(size=(64, 518)).astype(np.float32)
+    alone = embed(model, x)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outs = list(pool.map(lambda i: embed(model, x[i : i + 1]), [i % 64 for i in range(2000)]))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out[0], alone[i % 64])
