@@ -249,6 +249,8 @@ def serve(
     if force:
         overrides["serve_misfit_model"] = True
     settings = read_settings(**overrides)
+    if settings.audio_warm_up is None:  # a server warms its audio workers unless told not to
+        settings = settings.model_copy(update={"audio_warm_up": True})
     processes = workers or settings.workers
     try:
         bundle = load_bundle(settings.model_dir)  # refuse a bad bundle, with its reason
@@ -268,6 +270,7 @@ def serve(
     # Workers are fresh processes that build the app from the environment.
     os.environ["MUSICSIM_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MUSICSIM_SERVE_MISFIT_MODEL"] = "1" if settings.serve_misfit_model else "0"
+    os.environ["MUSICSIM_AUDIO_WARM_UP"] = "1" if settings.audio_warm_up else "0"
     server.serve_workers("app.cli:worker_app", settings, host=host, port=port, workers=processes)
 
 

@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="`musicsim serve` processes sharing the persisted embeddings"
     )
+    audio_warm_up: bool | None = Field(
+        None,
+        description="Start the audio workers at start-up and compile the feature recipe "
+        "before the first upload; empty = on under `musicsim serve`, off in-process",
+    )
 
     @field_validator("index_cache_dir", mode="before")
     @classmethod

@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     settings = Settings()
+    if settings.audio_warm_up is None:  # as `musicsim serve`: warm audio workers
+        settings = settings.model_copy(update={"audio_warm_up": True})
     configure_logging(settings.log_format)
     serve(create_app(settings), settings, host=args.host, port=args.port)
 
