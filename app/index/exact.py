@@ -76,6 +76,24 @@ class VectorStore:
             self._added_joined = np.concatenate(self._added)
         return self._added_joined
 
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop as a float32 array, read from the file when the base is mapped.
+
+        Reading a memory-mapped base through the mapping would make every page
+        resident in this process; a quantised store reads it once to build its codes
+        and afterwards touches only the rows it re-ranks.
+        """
+        if stop <= len(self._base) and isinstance(self._base, np.memmap) and self._base.filename:
+            row_bytes = self._base.shape[1] * self._base.itemsize
+            out = np.empty((stop - start, self._base.shape[1]), dtype=self._base.dtype)
+            with open(self._base.filename, "rb") as f:
+                f.seek(self._base.offset + start * row_bytes)
+                f.readinto(out.data.cast("B"))
+            return out.astype(np.float32, copy=False)
+        if stop <= len(self._base):
+            return np.asarray(self._base[start:stop], dtype=np.float32)
+        return self.take(np.arange(start, stop))
+
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of the given rows, in that order, as an in-memory float32 array."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -117,7 +135,7 @@ class ExactScan:
     def _index_rows(self, start: int) -> None:
         for first, part in self.vectors.parts():
             for lo in range(max(start - first, 0), len(part), ADD_CHUNK):
-                chunk = np.asarray(part[lo : lo + ADD_CHUNK], dtype=np.float32)
+                chunk = self.vectors.read(first + lo, first + min(lo + ADD_CHUNK, len(part)))
                 self._norms = np.concatenate([self._norms, np.einsum("ij,ij->i", chunk, chunk)])
                 if self._codes is not None:
                     if not self._codes.is_trained:  # per-dimension ranges from the first rows
@@ -163,7 +181,8 @@ class ExactScan:
     ) -> list[np.ndarray]:
         """Each query's `pool` best rows by ||x||^2 - 2 x.q over every row (masked)."""
         step = max(SCAN_ELEMENTS // len(queries), pool)
-        kept: list[list[np.ndarray]] = [[] for _ in queries]
+        masked = [q for q, mask in enumerate(masks) if mask is not None]
+        kept = []
         for first, part in self.vectors.parts():
             for lo in range(0, len(part), step):
                 chunk = part[lo : lo + step]
@@ -173,12 +192,19 @@ class ExactScan:
                 scores = (chunk @ queries[0])[:, None] if lone else chunk @ queries.T
                 scores *= -2.0
                 scores += self._norms[rows, None]
-                for q, mask in enumerate(masks):
-                    column = scores[:, q]
-                    if mask is not None:
-                        column[~mask[rows]] = np.inf
-                    kept[q].append(rows.start + _smallest(column, pool))
-        return [np.concatenate(parts) if parts else np.empty(0, np.int64) for parts in kept]
+                for q in masked:
+                    scores[~masks[q][rows], q] = np.inf  # type: ignore[index]
+                if len(chunk) > pool:  # every query's best of the chunk at once
+                    top = np.argpartition(scores, pool - 1, axis=0)[:pool]
+                else:
+                    top = np.broadcast_to(np.arange(len(chunk))[:, None], scores.shape)
+                finite = np.isfinite(np.take_along_axis(scores, top, axis=0))
+                kept.append((rows.start + top, finite))
+        if not kept:
+            return [np.empty(0, np.int64)] * len(queries)
+        rows_all = np.concatenate([r for r, _ in kept])  # (candidates, queries)
+        finite_all = np.concatenate([f for _, f in kept])
+        return [rows_all[finite_all[:, q], q] for q in range(len(queries))]
 
     def _gathered(self, query: np.ndarray, subset: np.ndarray, pool: int) -> np.ndarray:
         """The `pool` best of a few allowed rows, read from the float32 vectors directly."""
