@@ -20,6 +20,7 @@ processes share one copy in the page cache.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import faiss
@@ -46,6 +47,9 @@ class VectorStore:
         self._base = base
         self._added: list[np.ndarray] = []
         self._added_joined: np.ndarray | None = None
+        # Set by a quantised store: rows are read from the file, not through the mapping,
+        # whose page faults map whole page-cache folios (tens of MB per query measured).
+        self.read_through_file = False
 
     def __len__(self) -> int:
         return len(self._base) + sum(len(a) for a in self._added)
@@ -94,6 +98,20 @@ class VectorStore:
             return np.asarray(self._base[start:stop], dtype=np.float32)
         return self.take(np.arange(start, stop))
 
+    def _pread(self, filename: str, rows: np.ndarray) -> np.ndarray:
+        base = self._base
+        assert isinstance(base, np.memmap)
+        row_bytes = base.shape[1] * base.itemsize
+        out = np.empty((len(rows), base.shape[1]), dtype=base.dtype)
+        fd = os.open(filename, os.O_RDONLY)
+        try:
+            for i, row in enumerate(rows.tolist()):
+                data = os.pread(fd, row_bytes, base.offset + row * row_bytes)
+                out[i] = np.frombuffer(data, dtype=base.dtype)
+        finally:
+            os.close(fd)
+        return out
+
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of the given rows, in that order, as an in-memory float32 array."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -101,7 +119,12 @@ class VectorStore:
         in_base = rows < len(self._base)
         # Sorted reads keep a memory-mapped base's disk access sequential.
         order = np.argsort(rows[in_base], kind="stable")
-        out[np.flatnonzero(in_base)[order]] = self._base[rows[in_base][order]]
+        wanted = rows[in_base][order]
+        filename = getattr(self._base, "filename", None)
+        if self.read_through_file and filename:
+            out[np.flatnonzero(in_base)[order]] = self._pread(filename, wanted)
+        else:
+            out[np.flatnonzero(in_base)[order]] = self._base[wanted]
         if not in_base.all():
             out[~in_base] = self._joined()[rows[~in_base] - len(self._base)]
         return out
@@ -123,6 +146,7 @@ class ExactScan:
         self._codes: faiss.IndexScalarQuantizer | None = None
         if store != "float32":
             self._codes = faiss.IndexScalarQuantizer(vectors.dim, QUANTISERS[store])
+            vectors.read_through_file = True  # only the re-ranked rows become resident
         self._index_rows(0)
 
     def __len__(self) -> int:

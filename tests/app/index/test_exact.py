@@ -149,3 +149,18 @@ def test_quantised_answers_equal_exact_ones_where_the_pool_holds_the_true_top_k(
             np.testing.assert_allclose(distances[q], exact[truth], rtol=1e-5)
     assert covered >= len(queries) * 0.8  # the property was checked, not skipped
     assert scan.scanned_bytes < vectors.nbytes / (1.9 if store == "float16" else 3.9)
+
+
+def test_a_quantised_store_over_a_mapped_file_re_ranks_rows_read_from_the_file(catalogue, tmp_path):
+    _, vectors, queries = catalogue
+    np.save(tmp_path / "embeddings.npy", vectors)
+    mapped = np.load(tmp_path / "embeddings.npy", mmap_mode="r")
+    store = VectorStore(mapped)
+    scan = ExactScan(store, store="sq8", refine=8)
+    assert store.read_through_file  # re-ranked rows are read, not faulted in
+    rows = np.array([5, 3, 6_000, 17, 3])
+    np.testing.assert_array_equal(store.take(rows), vectors[rows])
+    _, found = scan.search(queries, k=10, allowed=[None] * len(queries))
+    for q, query in enumerate(queries):
+        exact = ((vectors.astype(np.float64) - query) ** 2).sum(axis=1)
+        assert found[q].tolist() == np.argsort(exact, kind="stable")[:10].tolist()
