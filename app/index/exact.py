@@ -29,6 +29,7 @@ import numpy as np
 Store = Literal["float32", "float16", "sq8"]
 STORES: tuple[str, ...] = ("float32", "float16", "sq8")
 SCAN_ELEMENTS = 1 << 22  # rows x queries scored per step: 16 MB of float32 scores
+QUERY_BLOCK = 4096  # queries scanned together at most: bounds the candidates kept per block
 GATHER_BELOW = 0.125  # a mask passing fewer than this share of rows gathers them
 EXTRA_CANDIDATES = 16  # chosen beyond k by norms - 2 x.q, then ranked by exact distances
 QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}
@@ -136,12 +137,23 @@ class ExactScan:
     Not thread-safe against `append`: the owning index holds its write lock for that.
     """
 
-    def __init__(self, vectors: VectorStore, *, store: Store = "float32", refine: int = 4):
+    def __init__(
+        self,
+        vectors: VectorStore,
+        *,
+        store: Store = "float32",
+        refine: int = 4,
+        chunk: int | None = None,
+    ):
+        """chunk: most rows scored per step (tests cross chunk boundaries with small ones)."""
         if store not in STORES:
             raise ValueError(f"store must be one of {', '.join(STORES)}: {store!r}")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be at least 1 row: {chunk}")
         self.vectors = vectors
         self.store = store
         self.refine = refine
+        self.chunk = chunk
         self._norms = np.empty(0, dtype=np.float32)
         self._codes: faiss.IndexScalarQuantizer | None = None
         if store != "float32":
@@ -181,6 +193,14 @@ class ExactScan:
         allowed[q] is query q's mask of rows that may be returned, or None for all.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(queries) > QUERY_BLOCK:
+            blocks = [
+                self.search(
+                    queries[lo : lo + QUERY_BLOCK], k=k, allowed=allowed[lo : lo + QUERY_BLOCK]
+                )
+                for lo in range(0, len(queries), QUERY_BLOCK)
+            ]
+            return np.concatenate([d for d, _ in blocks]), np.concatenate([r for _, r in blocks])
         n = len(self)
         pool = k + EXTRA_CANDIDATES if self._codes is None else max(k * self.refine, k + 32)
         candidates: list[np.ndarray] = [np.empty(0, np.int64)] * len(queries)
@@ -204,7 +224,7 @@ class ExactScan:
         self, queries: np.ndarray, masks: list[np.ndarray | None], pool: int
     ) -> list[np.ndarray]:
         """Each query's `pool` best rows by ||x||^2 - 2 x.q over every row (masked)."""
-        step = max(SCAN_ELEMENTS // len(queries), pool)
+        step = self._step(max(SCAN_ELEMENTS // len(queries), pool))
         masked = [q for q, mask in enumerate(masks) if mask is not None]
         kept = []
         for first, part in self.vectors.parts():
@@ -230,10 +250,13 @@ class ExactScan:
         finite_all = np.concatenate([f for _, f in kept])
         return [rows_all[finite_all[:, q], q] for q in range(len(queries))]
 
+    def _step(self, rows: int) -> int:
+        return rows if self.chunk is None else min(rows, self.chunk)
+
     def _gathered(self, query: np.ndarray, subset: np.ndarray, pool: int) -> np.ndarray:
         """The `pool` best of a few allowed rows, read from the float32 vectors directly."""
         kept = []
-        step = max(SCAN_ELEMENTS // 8, pool)
+        step = self._step(max(SCAN_ELEMENTS // 8, pool))
         for lo in range(0, len(subset), step):
             rows = subset[lo : lo + step]
             scores = self._norms[rows] - 2.0 * (self.vectors.take(rows) @ query)

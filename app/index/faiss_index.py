@@ -95,9 +95,7 @@ class FaissSongIndex:
     `spec.coalesce_wait_ms` > 0, concurrent single flat queries run as one batch.
     """
 
-    def __init__(
-        self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int | None = None
-    ):
+    def __init__(self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int | None = None):
         self.dim = dim
         self.spec = spec or IndexSpec()
         self._exact_chunk = exact_chunk
@@ -121,7 +119,9 @@ class FaissSongIndex:
         self._vectors = vectors
         # Only the flat kind scans a smaller copy; the others' exact fallbacks are rare.
         store = self.spec.store if self._faiss is None else "float32"
-        self._exact = ExactScan(vectors, store=store, refine=self.spec.store_refine)
+        self._exact = ExactScan(
+            vectors, store=store, refine=self.spec.store_refine, chunk=self._exact_chunk
+        )
 
     @classmethod
     def from_embeddings(
