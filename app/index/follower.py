@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from sqlalchemy import func, select
@@ -53,7 +53,10 @@ class CatalogueFollower:
         embed: Callable[[np.ndarray], np.ndarray],
         *,
         interval_s: float,
+        on_change: Callable[[Session, Iterable[int]], None] | None = None,
     ):
+        """on_change(session, song_ids): told, after a poll, the songs it added or removed."""
+        self._on_change = on_change
         self._sessions = sessions
         self._index = index
         self._embed = embed
@@ -74,11 +77,15 @@ class CatalogueFollower:
         were new."""
         with self._sessions() as session:
             version = catalogue_version(session)  # first: a later change makes it differ
+            before = self._index.ids() if self._on_change is not None else None
+            removed = 0
             if version != self._version:
                 removed = remove_deleted_songs(session, self._index)
                 if removed:
                     log.info("removed %d songs deleted by other processes", removed)
             added = index_missing_songs(session, self._index, self._embed)
+            if before is not None and self._on_change is not None and (added or removed):
+                self._on_change(session, np.setxor1d(before, self._index.ids()).tolist())
             self._version = version
             return added
 

@@ -118,7 +118,7 @@ def read_similar_to_audio(
             genre=genre,
         )
         try:
-            song_id = add_and_index(session, index, bundle.embed, new)
+            song_id = add_and_index(session, index, bundle.embed, new, cards=service.cards)
         except CatalogueError as exc:
             raise HTTPException(422, str(exc)) from exc
         response.status_code = 201
