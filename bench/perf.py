@@ -178,6 +178,7 @@ def _env(database: Path, model: Path, cache: Path, **extra: str) -> dict[str, st
         "MUSICSIM_DATABASE_URL": f"sqlite:///{database}",
         "MUSICSIM_MODEL_DIR": str(model),
         "MUSICSIM_INDEX_CACHE_DIR": str(cache),
+        "PYTHONPATH": str(ROOT),  # servers run from their work folder: import this checkout
     }
     return env | {f"MUSICSIM_{k.upper()}": v for k, v in extra.items()}
 

@@ -41,9 +41,11 @@ from sqlalchemy.orm import Session
 
 from app.catalogue.reads import read_index_rows
 from app.db import open_database
-from app.index.faiss_index import FaissSongIndex
+from app.index.cache import EmbeddingCache
 from app.index.kinds import INDEX_KINDS, IndexSpec
+from app.index.loading import build_index
 from training.artefacts import load_bundle
+from training.evaluation.scoring import SCORINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Serving speed: floor, index kinds over HTTP, in-process search"
@@ -53,12 +55,14 @@ POSTED_BODIES = 200
 
 GET_LUA = """
 local ids = {}
+local extra = ""
 init = function(args)
   for line in io.lines(args[1]) do ids[#ids + 1] = line end
+  extra = args[2] or ""
   math.randomseed(os.time())
 end
 request = function()
-  return wrk.format("GET", "/songs/" .. ids[math.random(#ids)] .. "/similar?k=10")
+  return wrk.format("GET", "/songs/" .. ids[math.random(#ids)] .. "/similar?k=10" .. extra)
 end
 """
 POST_LUA = """
@@ -100,24 +104,40 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (Debian)")
     work = args.work
-    database, model = _prepare(work, tracks=args.tracks, artists=args.artists)
+    database, model = _prepare(work, tracks=args.tracks, artists=args.artists, epochs=args.epochs)
+    if args.prepare_only:
+        return
     ids_file, bodies_file, rows, embeddings = _inputs(work, database, model)
     (work / "get.lua").write_text(GET_LUA)
     (work / "post.lua").write_text(POST_LUA)
     floor = _floor(work, ids_file, duration=args.duration)
-    results = {}
+    results, scored = {}, {}
     for kind in args.kinds:
         env = _env(database, model, work / "index-cache", index_kind=kind)
         with Server(work, env) as server:
             http = {c: _wrk(server.url, work / "get.lua", ids_file, c, args.duration)
                     for c in CONNECTIONS}  # fmt: skip
             posted = _wrk(server.url, work / "post.lua", bodies_file, 8, args.duration)
+            by_scoring = {}
+            if kind in args.scoring_kinds:
+                for name in SCORINGS:
+                    extra = f"&scoring={name}"
+                    by_scoring[name] = {
+                        c: _wrk(server.url, work / "get.lua", ids_file, c, args.duration, extra)
+                        for c in (1, 8)
+                    }
             rss = _proc_status_kib(server.process.pid, "VmHWM") / 1024
-        alone = _in_process(kind, rows, embeddings)
+        # After the server: it persisted the embeddings, index and radii this reuses.
+        alone = _in_process(kind, database, model, work / "index-cache")
         results[kind] = (http, posted, alone, rss)
-        print(kind, http, posted, alone, f"{rss:.0f} MiB", flush=True)
+        if by_scoring:
+            scored[kind] = (by_scoring, alone)
+        print(kind, http, posted, by_scoring, alone, f"{rss:.0f} MiB", flush=True)
     blas = _blas(embeddings)
     body = _report(floor, results, blas, n_songs=len(rows), duration=args.duration)
+    body += "\n" + _cards_memory(database)
+    if scored:
+        body += "\n\n" + _scoring_report(scored, duration=args.duration)
     print(body)
     if args.write:
         text = "\n".join([SECTION, "", _header(), "", body, ""])
@@ -132,20 +152,28 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--kinds", default=",".join(INDEX_KINDS))
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--no-write", dest="write", action="store_false")
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="of the model trained once (no cost depends on it)"
+    )
+    parser.add_argument(
+        "--scoring-kinds", default="flat,hnsw", help="kinds also measured per scoring= value"
+    )
+    parser.add_argument("--prepare-only", action="store_true", help="build data, model, database")
     args = parser.parse_args()
     args.kinds = args.kinds.split(",")
+    args.scoring_kinds = args.scoring_kinds.split(",")
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     return args
 
 
-def _prepare(work: Path, *, tracks: int, artists: int) -> tuple[Path, Path]:
+def _prepare(work: Path, *, tracks: int, artists: int, epochs: int) -> tuple[Path, Path]:
     data, model, database = work / "catalogue", work / "model", work / "serving.db"
     if not (data / "features.csv").exists():
         _musicsim("demo-data", "--out", data, "--tracks", tracks, "--artists", artists,
                   "--seed", 1)  # fmt: skip
     if not (model / "manifest.json").exists():
-        _musicsim("train", "--data", data, "--out", model, "--epochs", 20)
+        _musicsim("train", "--data", data, "--out", model, "--epochs", epochs)
     if not database.exists():
         _musicsim("import", "--data", data, env=_env(database, model, work / "index-cache"))
     return database, model
@@ -194,10 +222,12 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def _wrk(url: str, script: Path, inputs: Path, connections: int, duration: int) -> dict:
+def _wrk(
+    url: str, script: Path, inputs: Path, connections: int, duration: int, extra: str = ""
+) -> dict:
     threads = min(connections, 2)
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-               "-s", str(script), url, "--", str(inputs)]  # fmt: skip
+               "-s", str(script), url, "--", str(inputs), extra]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -212,20 +242,67 @@ def _wrk(url: str, script: Path, inputs: Path, connections: int, duration: int) 
     }
 
 
-def _in_process(kind: str, rows, embeddings: np.ndarray) -> float:
-    """p50 ms of the index searched alone, as the route searches it (coalescing off)."""
-    index = FaissSongIndex.from_embeddings(
-        rows,
-        embeddings,
-        IndexSpec(kind=kind, coalesce_wait_ms=0),  # type: ignore[arg-type]
-    )
-    picks = np.random.default_rng(1).choice(len(rows), size=N_QUERIES, replace=False)
-    seconds = []
-    for row in picks:
+def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict:
+    """p50 ms of searches alone, in this process, on the index the server built.
+
+    `backend`: the FAISS kind alone at k=10. Per scoring: what the route runs, the
+    ScoredIndex over it (a pool of max(10 k, 100) L2 candidates re-ranked in float64).
+    Coalescing off: one query at a time.
+    """
+    bundle = load_bundle(model)
+    engine = open_database(f"sqlite:///{database}")
+    spec = IndexSpec(kind=kind, coalesce_wait_ms=0)  # type: ignore[arg-type]
+    with Session(engine) as session:
+        index = build_index(
+            session,
+            bundle.embed,
+            bundle.embedding_dim,
+            spec=spec,
+            cache=EmbeddingCache(cache_dir),
+            model_sha256=bundle.manifest_sha256,
+            scoring=bundle.scoring,
+        )
+    engine.dispose()
+    ids = index.ids()
+    picks = ids[np.random.default_rng(1).choice(len(ids), size=N_QUERIES, replace=False)]
+    vectors = index.embeddings_of(picks)
+
+    def p50(search) -> float:
+        seconds = []
+        for song, vector in zip(picks, vectors, strict=True):
+            started = time.perf_counter()
+            search(vector, int(song))
+            seconds.append(time.perf_counter() - started)
+        return float(np.median(seconds) * 1000)
+
+    backend = index.backend
+    found = {"backend": p50(lambda v, s: backend.search(v, k=10, exclude_song=s))}
+    for name in SCORINGS:
+        found[name] = p50(lambda v, s, n=name: index.search(v, k=10, exclude_song=s, scoring=n))
+    return found
+
+
+def _cards_memory(database: Path) -> str:
+    """What the lean request path holds per song: SongCards' allocations (tracemalloc)."""
+    import tracemalloc
+
+    from app.cards import SongCards
+
+    engine = open_database(f"sqlite:///{database}")
+    tracemalloc.start()
+    with Session(engine) as session:
         started = time.perf_counter()
-        index.search(embeddings[row], k=10, exclude_song=int(rows.ids[row]))
-        seconds.append(time.perf_counter() - started)
-    return float(np.median(seconds) * 1000)
+        cards = SongCards.load(session)
+        seconds = time.perf_counter() - started
+        session.expunge_all()  # the ORM objects read while loading are not the cards
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    engine.dispose()
+    return (
+        f"Song cards (the lean path's attributes in memory): {len(cards):,} songs, "
+        f"{held / 2**20:,.0f} MiB held after loading ({held / len(cards):,.0f} bytes a song, "
+        f"tracemalloc), loaded in {seconds:.1f} s (under tracemalloc, which slows it)."
+    )
 
 
 def _blas(embeddings: np.ndarray) -> float:
@@ -241,10 +318,30 @@ def _blas(embeddings: np.ndarray) -> float:
     return float(np.median(seconds) * 1000)
 
 
+def _scoring_report(scored: dict, *, duration: int) -> str:
+    lines = [
+        "| kind | scoring | 1 conn req/s | p50 ms | 8 conn req/s | p50 ms (8 conn) | "
+        "in-process p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, (by_scoring, alone) in scored.items():
+        for name, cells in by_scoring.items():
+            lines.append(
+                f"| `{kind}` | `{name}` | {cells[1]['rps']:,.0f} | {cells[1]['p50_ms']:.2f} | "
+                f"{cells[8]['rps']:,.0f} | {cells[8]['p50_ms']:.2f} | {alone[name]:.2f} |"
+            )
+    lines += [
+        "",
+        f"GET /songs/{{id}}/similar?k=10&scoring=NAME, wrk {duration} s per cell, same servers "
+        "as above; in-process: the route's ScoredIndex search with that scoring alone.",
+    ]
+    return "\n".join(lines)
+
+
 def _report(floor: dict, results: dict, blas: float, *, n_songs: int, duration: int) -> str:
     lines = [
         "| what | 1 conn req/s | p50 ms | 8 conn req/s | 32 conn req/s | "
-        "/ floor at 1, 8, 32 | in-process p50 ms | HTTP p50 / in-process | "
+        "/ floor at 1, 8, 32 | in-process p50 ms: kind alone, route's l2 | HTTP p50 / in-process | "
         "POST req/s (8 conn) | errors | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -258,8 +355,10 @@ def _report(floor: dict, results: dict, blas: float, *, n_songs: int, duration: 
         errors = sum(h["errors"] for h in http.values()) + posted["errors"]
         lines.append(
             f"| musicsim `{kind}` | {http[1]['rps']:,.0f} | {http[1]['p50_ms']:.2f} | "
-            f"{http[8]['rps']:,.0f} | {http[32]['rps']:,.0f} | {ratios} | {alone:.2f} | "
-            f"{http[1]['p50_ms'] / alone:.1f} | {posted['rps']:,.0f} | {errors} | {rss:,.0f} |"
+            f"{http[8]['rps']:,.0f} | {http[32]['rps']:,.0f} | {ratios} | "
+            f"{alone['backend']:.2f}, {alone['l2']:.2f} | {http[1]['p50_ms'] / alone['l2']:.1f} | "
+            f"{posted['rps']:,.0f} ({posted['rps'] / http[8]['rps']:.2f} of GET) | {errors} | "
+            f"{rss:,.0f} |"
         )
     flat = results.get("flat")
     lines += [
@@ -269,10 +368,15 @@ def _report(floor: dict, results: dict, blas: float, *, n_songs: int, duration: 
         "(2 threads, random stored ids from a Lua script); POST bodies are 200 random stored "
         "songs' features. One `musicsim serve` process, SQLite, default settings "
         "(coalescing on for flat: MUSICSIM_COALESCE_WAIT_MS=0.5). In-process: the same kind "
-        f"searched alone, {N_QUERIES} single queries, coalescing off.",
+        f"searched alone, {N_QUERIES} single queries, coalescing off: the kind alone at k=10, "
+        "and the route's search (ScoredIndex, l2: a pool of 100 L2 candidates re-ranked in "
+        "float64), on the index the server built and persisted. HTTP p50 / in-process divides "
+        "by the route's search.",
     ]
     if flat is not None:
-        lines.append(f"Flat in-process p50 / numpy BLAS p50: {flat[2] / blas:.2f}.")
+        lines.append(
+            f"Flat kind alone, in-process p50 / numpy BLAS p50: {flat[2]['backend'] / blas:.2f}."
+        )
     lines.append(
         "The machine is shared with other agents' jobs (see the load average above): "
         "absolute figures move from run to run; the ratios compare cells of this one run."
