@@ -108,6 +108,9 @@ def main() -> None:
     if args.prepare_only:
         return
     ids_file, bodies_file, rows, embeddings = _inputs(work, database, model)
+    if args.flat_alone:
+        print(_flat_alone(rows, embeddings, seconds=args.duration))
+        return
     (work / "get.lua").write_text(GET_LUA)
     (work / "post.lua").write_text(POST_LUA)
     floor = _floor(work, ids_file, duration=args.duration)
@@ -157,6 +160,13 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--scoring-kinds", default="flat,hnsw", help="kinds also measured per scoring= value"
+    )
+    parser.add_argument(
+        "--flat-alone",
+        action="store_true",
+        help="only the flat kind in this process: one query vs BLAS, 8 threads with and "
+        "without coalescing (no server: its start-up builds the scorings' radii by exact "
+        "search, minutes of CPU at FMA size)",
     )
     parser.add_argument("--prepare-only", action="store_true", help="build data, model, database")
     args = parser.parse_args()
@@ -280,6 +290,53 @@ def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict
     for name in SCORINGS:
         found[name] = p50(lambda v, s, n=name: index.search(v, k=10, exclude_song=s, scoring=n))
     return found
+
+
+def _flat_alone(rows, embeddings: np.ndarray, *, seconds: int) -> str:
+    """The flat kind in this process: p50 of one query vs BLAS; 8 threads' throughput."""
+    import threading
+
+    from app.index.faiss_index import FaissSongIndex
+
+    lines = []
+    blas = _blas(embeddings)
+    throughput = {}
+    for wait_ms in (0.0, 0.5):
+        spec = IndexSpec(kind="flat", coalesce_wait_ms=wait_ms)
+        index = FaissSongIndex.from_embeddings(rows, embeddings, spec)
+        if wait_ms == 0.0:
+            picks = np.random.default_rng(1).choice(len(rows), size=N_QUERIES, replace=False)
+            times = []
+            for row in picks:
+                started = time.perf_counter()
+                index.search(embeddings[row], k=10, exclude_song=int(rows.ids[row]))
+                times.append(time.perf_counter() - started)
+            alone = float(np.median(times) * 1000)
+        done = [0] * 8
+        stop = time.perf_counter() + seconds
+
+        def work(slot: int, index=index, done=done, stop=stop) -> None:
+            rng = np.random.default_rng(slot)
+            while time.perf_counter() < stop:
+                row = int(rng.integers(len(rows)))
+                index.search(embeddings[row], k=10, exclude_song=int(rows.ids[row]))
+                done[slot] += 1
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        throughput[wait_ms] = sum(done) / seconds
+    lines += [
+        "| flat, in-process | p50 ms (1 query) | queries/s, 8 threads |",
+        "|---|---|---|",
+        f"| numpy BLAS brute force | {blas:.2f} | |",
+        f"| `flat`, coalescing off | {alone:.2f} ({alone / blas:.2f}x BLAS) | "
+        f"{throughput[0.0]:,.0f} |",
+        f"| `flat`, coalescing 0.5 ms | | {throughput[0.5]:,.0f} |",
+    ]
+    return "\n".join(lines)
 
 
 def _cards_memory(database: Path) -> str:
