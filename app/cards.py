@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
@@ -148,6 +149,13 @@ class SongCards:
                     else:
                         self._cards[song_id] = card
             self._genres = frozenset(top_level_genres(session))
+
+    def sync(self, session: Session, indexed: Iterable[int]) -> None:
+        """Cards for every indexed song (e.g. added to a shared Milvus collection by another
+        process), and cards re-read for songs no longer indexed (deleted, or not yet back)."""
+        ids = np.asarray(list(indexed), dtype=np.int64)
+        held = np.fromiter(self._cards, dtype=np.int64, count=len(self._cards))
+        self.refresh(session, np.setxor1d(ids, held).tolist())
 
     def __len__(self) -> int:
         return len(self._cards)

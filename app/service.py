@@ -74,7 +74,7 @@ def open_service(settings: Settings) -> Service:
         index,
         bundle.embed,
         interval_s=settings.sync_interval_seconds,
-        on_change=cards.refresh,
+        on_change=cards.sync,
     )
     follower.start()
     return Service(settings, engine, sessions, bundle, index, follower, cards)

@@ -55,7 +55,8 @@ class CatalogueFollower:
         interval_s: float,
         on_change: Callable[[Session, Iterable[int]], None] | None = None,
     ):
-        """on_change(session, song_ids): told, after a poll, the songs it added or removed."""
+        """on_change(session, indexed_ids): after a poll that found the catalogue changed,
+        the ids now indexed (app.cards.SongCards.sync keeps the answers' cards in step)."""
         self._on_change = on_change
         self._sessions = sessions
         self._index = index
@@ -77,15 +78,16 @@ class CatalogueFollower:
         were new."""
         with self._sessions() as session:
             version = catalogue_version(session)  # first: a later change makes it differ
-            before = self._index.ids() if self._on_change is not None else None
             removed = 0
             if version != self._version:
                 removed = remove_deleted_songs(session, self._index)
                 if removed:
                     log.info("removed %d songs deleted by other processes", removed)
             added = index_missing_songs(session, self._index, self._embed)
-            if before is not None and self._on_change is not None and (added or removed):
-                self._on_change(session, np.setxor1d(before, self._index.ids()).tolist())
+            # A shared index (Milvus) may hold songs others added: told whenever the
+            # catalogue changed, not only when this poll changed the index.
+            if self._on_change is not None and (version != self._version or added):
+                self._on_change(session, self._index.ids())
             self._version = version
             return added
 

@@ -163,6 +163,9 @@ async def read_similar_songs(
     if card is None:  # not stored (404), or stored by another process moments ago
         with service.sessions() as session:
             get_song(session, song_id)
+            if song_id in service.index:  # e.g. indexed in a shared collection: card it now
+                service.cards.refresh(session, [song_id])
+                card = service.cards.get(song_id)
     check_genre_known(service, genre)
     try:
         place = parse_near(near, radius_km)
