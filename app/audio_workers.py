@@ -11,7 +11,9 @@ own threads never hold the samples. At most `processes` files are analysed at
 once and at most `queue` more wait; past that `WorkersBusy` is raised at once,
 so a burst of uploads queues briefly or is refused instead of exhausting memory.
 Processes are spawned on first use (not forked: the server holds torch and FAISS
-threads) and live until `close`.
+threads) and live until `close`; with `warm_up=True` they are all started at once in
+the background and each runs the recipe on a synthetic tone before taking files, so
+the first upload pays neither librosa's imports nor numba's compilation (11-16 s).
 """
 
 from __future__ import annotations
@@ -61,13 +63,21 @@ def analyse_audio(data: bytes, excerpt_seconds: float) -> Any:
     return extract_features(signal=signal, sr=sr)
 
 
-def _serve(connection: Connection, memory_bytes: int) -> None:
+def _serve(connection: Connection, memory_bytes: int, warm_up: bool = False) -> None:
     """A worker's loop: (function, args) in, ("ok", value) or (kind, message) out."""
     if memory_bytes:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     import training.audio.recipe  # noqa: F401  (librosa loads before any file's clock starts)
+
+    if warm_up:  # numba's kernels compiled before any file's clock starts, too
+        from training.audio.warmup import warm_up_recipe
+
+        try:
+            warm_up_recipe()
+        except Exception:  # costs only speed: the first file compiles instead
+            log.warning("audio warm-up failed in a worker", exc_info=True)
 
     connection.send(("ready", None))
     while True:
@@ -89,14 +99,15 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
 class _Slot:
     """One worker process (started when first needed) and its pipe."""
 
-    def __init__(self, context, memory_bytes: int):
+    def __init__(self, context, memory_bytes: int, warm_up: bool = False):
         self._context = context
         self._memory_bytes = memory_bytes
+        self._warm_up = warm_up
         self._process = None
         self._connection: Connection | None = None
 
     def run(self, function: Callable, args: tuple, *, timeout_s: float) -> Any:
-        connection = self._started()
+        connection = self.started()
         connection.send((function, args))
         if not connection.poll(timeout_s):
             self.stop()  # the only way to stop a C loop: a fresh worker serves the next file
@@ -115,12 +126,13 @@ class _Slot:
         log.error("audio analysis failed in a worker: %s", value)
         raise AnalysisFailed("the analysis failed unexpectedly")
 
-    def _started(self) -> Connection:
+    def started(self) -> Connection:
+        """This slot's pipe, starting (and, if asked, warming) its process first if needed."""
         if self._process is None or not self._process.is_alive():
             self.stop()
             parent, child = self._context.Pipe()
             process = self._context.Process(
-                target=_serve, args=(child, self._memory_bytes), daemon=True
+                target=_serve, args=(child, self._memory_bytes, self._warm_up), daemon=True
             )
             process.start()
             child.close()
@@ -148,18 +160,38 @@ class _Slot:
 class AudioWorkers:
     """A fixed number of worker processes with a bounded queue in front of them."""
 
-    def __init__(self, *, processes: int, queue: int, timeout_s: float, memory_mb: int = 0):
+    def __init__(
+        self,
+        *,
+        processes: int,
+        queue: int,
+        timeout_s: float,
+        memory_mb: int = 0,
+        warm_up: bool = False,
+    ):
         if processes < 1:
             raise ValueError(f"need at least one worker process, got {processes}")
         context = multiprocessing.get_context("spawn")
         self.timeout_s = timeout_s
         self._idle: queues.Queue[_Slot] = queues.Queue()
-        self._slots = [_Slot(context, memory_mb * 2**20) for _ in range(processes)]
-        for slot in self._slots:
-            self._idle.put(slot)
+        self._slots = [_Slot(context, memory_mb * 2**20, warm_up) for _ in range(processes)]
         self._admitted = threading.BoundedSemaphore(processes + queue)
         self._lock = threading.Lock()
         self.in_flight = 0  # admitted files: running or queued
+        if not warm_up:
+            for slot in self._slots:
+                self._idle.put(slot)
+            return
+        for slot in self._slots:  # each slot is idle once its process is up and warm
+            threading.Thread(target=self._start, args=(slot,), daemon=True).start()
+
+    def _start(self, slot: _Slot) -> None:
+        try:
+            slot.started()
+        except (AnalysisFailed, OSError, EOFError):  # also: closed while starting
+            log.warning("an audio worker did not start; the next file starts it again")
+        finally:
+            self._idle.put(slot)
 
     def run(self, function: Callable, *args: Any) -> Any:
         """function(*args) in a worker; raises WorkersBusy, AnalysisTimeout, AnalysisFailed,

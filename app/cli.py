@@ -233,8 +233,18 @@ def serve(
             "--force", help="Serve a model that does not fit the catalogue's features anyway"
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes on one port (MUSICSIM_WORKERS); they share the persisted,"
+            " memory-mapped embeddings",
+        ),
+    ] = None,
 ) -> None:
     """Serve the similarity API (settings from MUSICSIM_* variables and .env)."""
+    import os
 
     from app.main import create_app
     from app.telemetry.logs import configure_logging
@@ -244,17 +254,39 @@ def serve(
     if force:
         overrides["serve_misfit_model"] = True
     settings = read_settings(**overrides)
+    if settings.audio_warm_up is None:  # a server warms its audio workers unless told not to
+        settings = settings.model_copy(update={"audio_warm_up": True})
+    processes = workers or settings.workers
     try:
         bundle = load_bundle(settings.model_dir)  # refuse a bad bundle, with its reason
         if not settings.serve_misfit_model:
             _check_model_fits(settings, bundle)  # before uvicorn: a message, not a traceback
-        service = create_app(settings)
+        service = create_app(settings) if processes == 1 else None
     except (BundleError, ValueError) as exc:
         raise fail(str(exc)) from exc
     configure_logging(settings.log_format)  # MUSICSIM_LOG_FORMAT=json: one object per line
-    from app.server import serve as serve_http  # uvicorn with header/body/idle timeouts
+    from app import server  # uvicorn with header/body/idle timeouts
 
-    serve_http(service, settings, host=host, port=port)
+    if service is not None:
+        server.serve(service, settings, host=host, port=port)
+        return
+    if settings.index_cache_dir is None:
+        console.print("warning: without MUSICSIM_INDEX_CACHE_DIR each worker holds its own copy")
+    # Workers are fresh processes that build the app from the environment.
+    os.environ["MUSICSIM_MODEL_DIR"] = str(settings.model_dir)
+    os.environ["MUSICSIM_SERVE_MISFIT_MODEL"] = "1" if settings.serve_misfit_model else "0"
+    os.environ["MUSICSIM_AUDIO_WARM_UP"] = "1" if settings.audio_warm_up else "0"
+    server.serve_workers("app.cli:worker_app", settings, host=host, port=port, workers=processes)
+
+
+def worker_app():
+    """One `serve --workers N` process: settings from the environment, logging as configured."""
+    from app.main import create_app
+    from app.telemetry.logs import configure_logging
+
+    settings = read_settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)
 
 
 def _check_model_fits(settings: Settings, bundle) -> None:

@@ -123,6 +123,26 @@ class Settings(BaseSettings):
     def _empty_is_the_bundles(cls, value):
         return None if value == "" else value
 
+    # --- serving speed and memory (issue 18) ---
+    index_store: Literal["float32", "float16", "sq8"] = Field(
+        "float32",
+        description="Flat index: the copy scanned per query; float16/sq8 re-rank with float32",
+    )
+    index_store_refine: int = Field(
+        4, ge=1, le=100, description="float16/sq8 stores: candidates per answer re-ranked"
+    )
+    coalesce_wait_ms: float = Field(
+        0.5, ge=0, le=5, description="Flat: longest wait to batch concurrent queries; 0 = off"
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="`musicsim serve` processes sharing the persisted embeddings"
+    )
+    audio_warm_up: bool | None = Field(
+        None,
+        description="Start the audio workers at start-up and compile the feature recipe "
+        "before the first upload; empty = on under `musicsim serve`, off in-process",
+    )
+
     @field_validator("index_cache_dir", mode="before")
     @classmethod
     def _empty_disables(cls, value):

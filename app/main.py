@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue=settings.audio_queue,
             timeout_s=settings.audio_timeout_seconds,
             memory_mb=settings.audio_worker_memory_mb,
+            warm_up=bool(settings.audio_warm_up),
         )
         try:
             yield

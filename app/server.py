@@ -1,6 +1,7 @@
 """The HTTP server around the app: uvicorn with timeouts on every stage of a request.
 
-    >>> serve(Settings(), host="127.0.0.1", port=8000)      # what `musicsim serve` runs
+    >>> serve(app, Settings(), host="127.0.0.1", port=8000)  # what `musicsim serve` runs
+    >>> serve_workers("app.cli:worker_app", settings, host=..., port=..., workers=2)
     $ python -m app.server --host 127.0.0.1 --port 8000     # the same, without the CLI
 
 A client that sends its headers slowly is cut off after MUSICSIM_HEADER_TIMEOUT_SECONDS
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 
 import h11
 import uvicorn
@@ -59,12 +61,32 @@ class TimedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def server_config(app, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    protocol = type(
+class WorkerH11Protocol(TimedH11Protocol):
+    """TimedH11Protocol in a `--workers` process: its header timeout from that process's settings.
+
+    Worker processes are spawned, so their protocol is named by an import string
+    (a class made at run time cannot be pickled across) and reads the setting itself.
+    """
+
+    @property
+    def header_timeout_s(self) -> float:  # type: ignore[override]
+        return _worker_settings().header_timeout_seconds
+
+
+@functools.cache
+def _worker_settings() -> Settings:
+    return Settings()
+
+
+def server_config(app, settings: Settings, *, host: str, port: int, **extra) -> uvicorn.Config:
+    """uvicorn's configuration; `extra` (workers=, factory=) is for `serve_workers`."""
+    protocol: type | str = type(
         "ConfiguredH11Protocol",
         (TimedH11Protocol,),
         {"header_timeout_s": settings.header_timeout_seconds},
     )
+    if isinstance(app, str):  # spawned workers import the app and the protocol by name
+        protocol = f"{__name__}:WorkerH11Protocol"
     return uvicorn.Config(
         app,
         host=host,
@@ -74,11 +96,20 @@ def server_config(app, settings: Settings, *, host: str, port: int) -> uvicorn.C
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_config=None,  # our handlers (app/telemetry/logs.py); they carry request ids
         access_log=False,
+        **extra,
     )
 
 
 def serve(app, settings: Settings, *, host: str, port: int) -> None:
     uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
+
+
+def serve_workers(factory: str, settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """`workers` processes on one socket, each building its app by calling `factory`."""
+    from uvicorn.supervisors import Multiprocess
+
+    config = server_config(factory, settings, host=host, port=port, workers=workers, factory=True)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 def main() -> None:
@@ -90,6 +121,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     settings = Settings()
+    if settings.audio_warm_up is None:  # as `musicsim serve`: warm audio workers
+        settings = settings.model_copy(update={"audio_warm_up": True})
     configure_logging(settings.log_format)
     serve(create_app(settings), settings, host=args.host, port=args.port)
 

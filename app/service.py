@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cards import SongCards
 from app.catalogue.fit import check_bundle_fits
 from app.config import Settings
 from app.db import open_database
@@ -32,6 +33,14 @@ class Service:
     bundle: Bundle
     index: ScoredIndex  # any backend, searched through the scorings
     follower: CatalogueFollower
+    cards: SongCards  # what answers show of each song, in memory (app/cards.py)
+
+    @property
+    def quick_search(self) -> bool:
+        """Whether a search is short CPU work, done in the event loop without a thread hop:
+        FAISS's approximate kinds (well under a millisecond). Exact scans take milliseconds
+        and coalesce concurrent queries across threads; Milvus waits on the network."""
+        return self.settings.index_backend == "faiss" and self.index.kind != "flat"
 
     def close(self) -> None:
         self.follower.stop()
@@ -49,6 +58,7 @@ def open_service(settings: Settings) -> Service:
         if not settings.serve_misfit_model:
             check_bundle_fits(session, bundle)  # a misfit model gives meaningless answers
         index = open_index(session, settings, bundle)
+        cards = SongCards.load(session)
     log.info(
         "indexed %d songs (%s index) with model %s (manifest %s) in %.2f s",
         len(index),
@@ -60,7 +70,11 @@ def open_service(settings: Settings) -> Service:
     if settings.api_key is None:
         log.warning("MUSICSIM_API_KEY is not set: anyone can add songs")
     follower = CatalogueFollower(
-        sessions, index, bundle.embed, interval_s=settings.sync_interval_seconds
+        sessions,
+        index,
+        bundle.embed,
+        interval_s=settings.sync_interval_seconds,
+        on_change=cards.sync,
     )
     follower.start()
-    return Service(settings, engine, sessions, bundle, index, follower)
+    return Service(settings, engine, sessions, bundle, index, follower, cards)

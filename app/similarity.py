@@ -1,22 +1,26 @@
 """What the routes share beyond one handler: storing a song and indexing it in one step,
 and searching so that no answer holds two copies of one recording.
 
->>> song_id = add_and_index(session, index, bundle.embed, NewSong(...))
->>> found = search_distinct(session, index, vectors, k=10, where=SongFilter())
->>> delete_and_unindex(session, index, [song_id])
->>> update_and_reindex(session, index, bundle.embed, song_id, {"title": "..."})
+>>> song_id = add_and_index(session, index, bundle.embed, NewSong(...), cards=cards)
+>>> found = search_distinct(index, vectors, keys_of=cards.recording_keys, k=10)
+>>> delete_and_unindex(session, index, [song_id], cards=cards)
+>>> update_and_reindex(session, index, bundle.embed, song_id, {"title": "..."}, cards=cards)
+
+`cards` (app/cards.py: what answers show of each song, in memory) is refreshed
+after the commit, so this process answers with the change at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.cards import SongCards
 from app.catalogue import CatalogueError
-from app.catalogue.reads import read_index_rows, read_recording_keys
+from app.catalogue.reads import read_index_rows
 from app.catalogue.recordings import first_distinct
 from app.catalogue.rows import SongRows
 from app.catalogue.writes import NewSong, add_song, delete_songs, update_song
@@ -24,10 +28,17 @@ from app.index.protocol import Neighbour, SongFilter, SongIndex
 from app.orm import Song
 
 log = logging.getLogger("musicsim.catalogue")
+# Song ids -> their recording keys (app.catalogue.recordings); unknown ids are absent.
+KeysOf = Callable[[list[int]], Mapping[int, str | None]]
 
 
 def add_and_index(
-    session: Session, index: SongIndex, embed: Callable[[np.ndarray], np.ndarray], new: NewSong
+    session: Session,
+    index: SongIndex,
+    embed: Callable[[np.ndarray], np.ndarray],
+    new: NewSong,
+    *,
+    cards: SongCards | None = None,
 ) -> int:
     """Commit a new song, then add it to the live index; returns its id.
 
@@ -42,12 +53,16 @@ def add_and_index(
     rows = SongRows.from_columns(
         [song.id], [artist.id], [new.genre], [artist.latitude], [artist.longitude]
     )
+    if cards is not None:  # before the index: a song found is a song with a card
+        cards.refresh(session, [song.id])
     index.add(rows, embedding)
     log.info("stored and indexed cold-start song %d", song.id, extra={"song_id": song.id})
     return song.id
 
 
-def delete_and_unindex(session: Session, index: SongIndex, song_ids: list[int]) -> list[int]:
+def delete_and_unindex(
+    session: Session, index: SongIndex, song_ids: list[int], *, cards: SongCards | None = None
+) -> list[int]:
     """Delete songs, then drop them from the live index; returns the ids that existed.
 
     The commit comes first: were the process to die between the steps, the next
@@ -55,6 +70,8 @@ def delete_and_unindex(session: Session, index: SongIndex, song_ids: list[int]) 
     """
     deleted = delete_songs(session, song_ids)
     index.remove(np.asarray(deleted, dtype=np.int64))
+    if cards is not None:
+        cards.refresh(session, deleted)
     if deleted:
         log.info("deleted %d songs", len(deleted), extra={"song_ids": deleted})
     return deleted
@@ -66,6 +83,8 @@ def update_and_reindex(
     embed: Callable[[np.ndarray], np.ndarray],
     song_id: int,
     changes: dict,
+    *,
+    cards: SongCards | None = None,
 ) -> Song | None:
     """Change a song's fields, then re-index it when its vector or filter attributes
     changed (genre); None when the song does not exist."""
@@ -75,6 +94,8 @@ def update_and_reindex(
         if not np.isfinite(embedding).all():
             raise CatalogueError("these features cannot be embedded: their embedding is not finite")
     song = update_song(session, song_id, changes)
+    if song is not None and cards is not None:
+        cards.refresh(session, [song_id])
     if song is None or (embedding is None and "genre" not in changes):
         return song
     if embedding is None and song_id not in index:
@@ -95,10 +116,10 @@ MAX_POOL = 16_384  # Milvus answers at most this many neighbours per query
 
 
 def search_distinct(
-    session: Session,
     index,
     vectors: np.ndarray,
     *,
+    keys_of: KeysOf,
     k: int,
     where: SongFilter | None = None,
     exclude_song: int | None = None,
@@ -109,12 +130,14 @@ def search_distinct(
 
     k results come back whenever the index holds k distinct recordings that pass the
     filter: a query short of k after dropping copies searches again with a larger pool.
+    keys_of(ids) gives songs' recording keys: `SongCards.recording_keys` (in memory) or
+    `read_recording_keys` bound to a session.
     """
     queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     taken_keys: list[str | None] = []
     taken_vectors = None
     if exclude_song is not None:
-        taken_keys = [read_recording_keys(session, [exclude_song]).get(exclude_song)]
+        taken_keys = [keys_of([exclude_song]).get(exclude_song)]
         taken_vectors = index.embeddings_of(np.array([exclude_song], dtype=np.int64))
     results: list[list[Neighbour] | None] = [None] * len(queries)
     pending = np.arange(len(queries))
@@ -124,7 +147,7 @@ def search_distinct(
         found = index.search(
             queries[pending], k=size, where=where, exclude_song=exclude_song, scoring=scoring
         )
-        kept_lists = _distinct(session, index, found, k, taken_keys, taken_vectors)
+        kept_lists = _distinct(keys_of, index, found, k, taken_keys, taken_vectors)
         short = []
         for q, candidates, kept in zip(pending, found, kept_lists, strict=True):
             results[q] = kept
@@ -137,20 +160,20 @@ def search_distinct(
     return [r or [] for r in results]
 
 
-def _distinct(session, index, found, k, taken_keys, taken_vectors) -> list[list[Neighbour]]:
+def _distinct(keys_of: KeysOf, index, found, k, taken_keys, taken_vectors) -> list[list[Neighbour]]:
     """Each query's candidates cut to the first k distinct recordings: one read of the
     candidates' titles and one of their vectors for all queries."""
     found = [[n for n in candidates if n.song_id in index] for candidates in found]  # deleted?
     ids = np.unique(np.asarray([n.song_id for c in found for n in c], dtype=np.int64))
     if not len(ids):
         return [[] for _ in found]
-    keys_of = read_recording_keys(session, ids.tolist())
+    keys = keys_of(ids.tolist())
     vectors = index.embeddings_of(ids)
     kept = []
     for candidates in found:
         rows = np.searchsorted(ids, [n.song_id for n in candidates])
         chosen = first_distinct(
-            keys=[keys_of.get(int(ids[r])) for r in rows],
+            keys=[keys.get(int(ids[r])) for r in rows],
             vectors=vectors[rows],
             k=k,
             taken_keys=taken_keys,

@@ -45,7 +45,8 @@ from benchmarks_doc import BENCHMARKS, write_section
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Load: GET /songs/{id}/similar"
 # The environment's own `musicsim` command, next to this interpreter.
-MUSICSIM = [str(Path(sys.executable).with_name("musicsim"))]
+# This checkout's code (`python -m`, with PYTHONPATH), not whichever the venv's script imports.
+MUSICSIM = [sys.executable, "-m", "app.cli"]
 FMA_TRACKS, FMA_ARTISTS = 106_574, 16_341
 START_TIMEOUT_S = 900.0  # bound on waiting for /health: the whole catalogue is embedded first
 REQUEST_TIMEOUT_S = 30.0

@@ -178,6 +178,7 @@ def _env(database: Path, model: Path, cache: Path, **extra: str) -> dict[str, st
         "MUSICSIM_DATABASE_URL": f"sqlite:///{database}",
         "MUSICSIM_MODEL_DIR": str(model),
         "MUSICSIM_INDEX_CACHE_DIR": str(cache),
+        "PYTHONPATH": str(ROOT),  # servers run from their work folder: import this checkout
     }
     return env | {f"MUSICSIM_{k.upper()}": v for k, v in extra.items()}
 
@@ -390,7 +391,9 @@ def _indexes(work: Path, model: Path, database: Path) -> tuple[str, str]:
         index, built = _timed(
             FaissSongIndex.from_embeddings, rows, embeddings, IndexSpec(kind=kind)
         )
-        size = len(faiss.serialize_index(index.faiss_index)) / 2**20
+        held = index.faiss_index  # None for flat: it scans the vectors themselves
+        size_bytes = len(faiss.serialize_index(held)) if held else index.exact_scan.scanned_bytes
+        size = size_bytes / 2**20
         found, seconds = _answers(index, rows, embeddings, picks, None, timed=True)
         found_genre = _answers(index, rows, embeddings, picks, SongFilter(genre=genre))
         p50, p99 = _percentiles(seconds)

@@ -21,25 +21,26 @@ an add under the same id.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import faiss
 import numpy as np
 
 from app.catalogue.rows import SongRows
+from app.index.coalesce import Coalescer
+from app.index.exact import ExactScan, VectorStore
 from app.index.kinds import (
     IndexSpec,
     add_vectors,
     build_faiss_index,
     candidates_for,
+    effective_kind,
     kind_of,
     prepare,
     search_parameters,
 )
 from app.index.protocol import Neighbour, SongFilter, haversine_km
-
-EXACT_CHUNK = 65_536  # rows per step of an exact search over a subset
 
 
 class ReadWriteLock:
@@ -78,41 +79,6 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-class VectorStore:
-    """Exact embeddings by row: a (possibly memory-mapped) base plus rows added at run time.
-
-    The approximate kinds need exact vectors to search a small filtered subset, to
-    re-rank IVF-PQ candidates and to answer `embedding_of`; a memory-mapped base
-    (persisted embeddings) keeps those in the page cache rather than in the heap.
-    """
-
-    def __init__(self, base: np.ndarray):
-        self._base = base
-        self._added: list[np.ndarray] = []
-        self._added_joined: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self._base) + sum(len(a) for a in self._added)
-
-    def append(self, vectors: np.ndarray) -> None:
-        self._added.append(np.array(vectors, dtype=np.float32))
-        self._added_joined = None
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """Vectors of the given rows, in that order, as an in-memory float32 array."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self._base.shape[1]), dtype=np.float32)
-        in_base = rows < len(self._base)
-        # Sorted reads keep a memory-mapped base's disk access sequential.
-        order = np.argsort(rows[in_base], kind="stable")
-        out[np.flatnonzero(in_base)[order]] = self._base[rows[in_base][order]]
-        if not in_base.all():
-            if self._added_joined is None:
-                self._added_joined = np.concatenate(self._added)
-            out[~in_base] = self._added_joined[rows[~in_base] - len(self._base)]
-        return out
-
-
 class FaissSongIndex:
     """L2 search over song embeddings, exact (`flat`) or approximate; thread-safe.
 
@@ -122,18 +88,40 @@ class FaissSongIndex:
     searched exactly over those songs, and a query that the approximate search
     answers with fewer than k songs while k pass is answered exactly too: filters
     never cost results.
+
+    The exact searches (the `flat` kind, and those fallbacks) are `ExactScan`s over
+    the stored vectors, not a FAISS flat index: one BLAS pass instead of FAISS's
+    single-threaded scan of a lone query, and no second copy of the vectors. With
+    `spec.coalesce_wait_ms` > 0, concurrent single flat queries run as one batch.
     """
 
-    def __init__(self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int = EXACT_CHUNK):
+    def __init__(self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int | None = None):
         self.dim = dim
         self.spec = spec or IndexSpec()
         self._exact_chunk = exact_chunk
-        self._faiss = build_faiss_index(self.spec, np.empty((0, dim), np.float32))
+        self._faiss: faiss.Index | None = None
         self._vectors = VectorStore(np.empty((0, dim), np.float32))
         self._rows = SongRows.empty()
         self._row_of: dict[int, int] = {}
         self._dead = np.zeros(0, dtype=bool)  # rows of removed songs
         self._lock = ReadWriteLock()
+        self._use(None, self._vectors)
+        self._coalescer: Coalescer | None = None
+        if self.spec.coalesce_wait_ms > 0:
+            self._coalescer = Coalescer(self._run_batch, wait_s=self.spec.coalesce_wait_ms / 1000)
+
+    def _use(self, faiss_index: faiss.Index | None, vectors: VectorStore) -> None:
+        """Search `vectors` through faiss_index, or built for the spec (None for flat)."""
+        n = len(vectors)
+        if faiss_index is None and effective_kind(self.spec, n) != "flat":
+            faiss_index = build_faiss_index(self.spec, vectors.base)
+        self._faiss = faiss_index
+        self._vectors = vectors
+        # Only the flat kind scans a smaller copy; the others' exact fallbacks are rare.
+        store = self.spec.store if self._faiss is None else "float32"
+        self._exact = ExactScan(
+            vectors, store=store, refine=self.spec.store_refine, chunk=self._exact_chunk
+        )
 
     @classmethod
     def from_embeddings(
@@ -143,7 +131,7 @@ class FaissSongIndex:
         spec: IndexSpec | None = None,
         *,
         faiss_index: faiss.Index | None = None,
-        exact_chunk: int = EXACT_CHUNK,
+        exact_chunk: int | None = None,
     ) -> FaissSongIndex:
         """An index over a whole catalogue at once, so that IVF kinds train on all of it.
 
@@ -153,8 +141,7 @@ class FaissSongIndex:
         if embeddings.shape[0] != len(rows) or len(np.unique(rows.ids)) != len(rows):
             raise ValueError("need one embedding per row and unique song ids")
         index = cls(embeddings.shape[1], spec, exact_chunk=exact_chunk)
-        index._faiss = faiss_index or build_faiss_index(index.spec, embeddings)
-        index._vectors = VectorStore(embeddings)
+        index._use(faiss_index, VectorStore(embeddings))
         index._rows = rows
         index._row_of = {int(song_id): row for row, song_id in enumerate(rows.ids)}
         index._dead = np.zeros(len(rows), dtype=bool)
@@ -163,11 +150,20 @@ class FaissSongIndex:
     @property
     def kind(self) -> str:
         """The kind actually built (an IVF kind falls back when there was too little data)."""
-        return kind_of(self._faiss)
+        return "flat" if self._faiss is None else kind_of(self._faiss)
 
     @property
-    def faiss_index(self) -> faiss.Index:
+    def faiss_index(self) -> faiss.Index | None:
+        """The approximate index (what the cache persists); None for flat, which has none."""
         return self._faiss
+
+    @property
+    def exact_scan(self) -> ExactScan:
+        return self._exact
+
+    @property
+    def coalescer(self) -> Coalescer | None:
+        return self._coalescer
 
     def close(self) -> None:
         """Nothing to release: the index lives in this process."""
@@ -195,8 +191,10 @@ class FaissSongIndex:
                 return 0
             fresh = SongRows(*(column[new] for column in rows.columns()))
             start = len(self._rows)
-            add_vectors(self._faiss, vectors[new])
+            if self._faiss is not None:
+                add_vectors(self._faiss, vectors[new])
             self._vectors.append(vectors[new])
+            self._exact.appended()
             self._rows = self._rows.extend(fresh)
             self._dead = np.concatenate([self._dead, np.zeros(len(fresh), dtype=bool)])
             self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
@@ -243,7 +241,10 @@ class FaissSongIndex:
         where = where or SongFilter()
         with self._lock.reading():
             allowed = self._allowed_rows(where, exclude_song)
-            distances, rows = self._search_rows(queries, k, allowed)
+            if self._coalescer is not None and self._faiss is None and len(queries) == 1:
+                distances, rows = self._coalescer.submit((queries[0], k, allowed))
+            else:
+                distances, rows = self._search_rows(queries, k, allowed)
             ids = self._rows.ids
         return [
             [
@@ -259,8 +260,8 @@ class FaissSongIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(squared distances, rows) of the k nearest allowed rows, -1 padded."""
         n_allowed = len(self._row_of) if allowed is None else int(allowed.sum())
-        if self.kind == "flat":
-            return self._search_faiss(queries, k, allowed)
+        if self._faiss is None:
+            return self._exact.search(queries, k=k, allowed=[allowed] * len(queries))
         if allowed is not None and n_allowed <= self.spec.exact_below:
             return self._search_exactly(queries, k, allowed)
         distances, rows = self._search_faiss(queries, k, allowed)
@@ -272,6 +273,7 @@ class FaissSongIndex:
     def _search_faiss(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        assert self._faiss is not None  # only the approximate kinds search FAISS
         selector, bits = None, None
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")  # kept alive through the search
@@ -303,18 +305,21 @@ class FaissSongIndex:
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over the allowed rows (all when None), -1 padded to k."""
-        subset = np.arange(len(self._rows)) if allowed is None else np.flatnonzero(allowed)
-        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
-        rows = np.full((len(queries), k), -1, dtype=np.int64)
-        for start in range(0, len(subset), self._exact_chunk):  # bounded memory at any scale
-            chunk = subset[start : start + self._exact_chunk]
-            d, local = faiss.knn(queries, self._vectors.take(chunk), min(k, len(chunk)))
-            merged_d = np.concatenate([distances, d], axis=1)
-            merged_r = np.concatenate([rows, np.where(local >= 0, chunk[local], -1)], axis=1)
-            best = np.argsort(merged_d, axis=1, kind="stable")[:, :k]
-            distances = np.take_along_axis(merged_d, best, axis=1)
-            rows = np.take_along_axis(merged_r, best, axis=1)
-        return distances, rows
+        return self._exact.search(queries, k=k, allowed=[allowed] * len(queries))
+
+    def _run_batch(
+        self, items: Sequence[tuple[np.ndarray, int, np.ndarray | None]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Coalesced single queries as one exact scan; each answer cut to its own k.
+
+        Every caller holds the read lock while its batch runs, so no add overlaps it.
+        """
+        k = max(item[1] for item in items)
+        queries = np.stack([item[0] for item in items])
+        distances, rows = self._exact.search(queries, k=k, allowed=[item[2] for item in items])
+        return [
+            (distances[q : q + 1, :kq], rows[q : q + 1, :kq]) for q, (_, kq, _) in enumerate(items)
+        ]
 
     def _allowed_rows(self, where: SongFilter, exclude_song: int | None) -> np.ndarray | None:
         """Boolean mask of rows that may be returned, or None when all may."""

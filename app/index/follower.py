@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,7 +84,13 @@ class CatalogueFollower:
         embed: Callable[[np.ndarray], np.ndarray],
         *,
         interval_s: float,
+        on_change: Callable[[Session, Iterable[int], Iterable[int]], None] | None = None,
     ):
+        """on_change(session, indexed_ids, revised_ids): after a poll that found the
+        catalogue changed, the ids now indexed and the songs re-read because another
+        process changed them in place (app.cards.SongCards.sync keeps the answers' cards
+        in step)."""
+        self._on_change = on_change
         self._sessions = sessions
         self._index = index
         self._embed = embed
@@ -106,16 +112,22 @@ class CatalogueFollower:
         were new."""
         with self._sessions() as session:
             version = catalogue_version(session)  # first: a later change makes it differ
+            removed = 0
             if version != self._version:
                 removed = remove_deleted_songs(session, self._index)
                 if removed:
                     log.info("removed %d songs deleted by other processes", removed)
             added = index_missing_songs(session, self._index, self._embed)
-            refreshed = refresh_revised_songs(
+            revised = refresh_revised_songs(
                 session, self._index, self._embed, seen=self._revisions, version=version
             )
-            if refreshed:
-                log.info("re-read %d songs changed by other processes", refreshed)
+            if len(revised):
+                log.info("re-read %d songs changed by other processes", len(revised))
+            # A shared index (Milvus) may hold songs others added: told whenever the
+            # catalogue changed, not only when this poll changed the index; a PATCH
+            # elsewhere moves no catalogue version, only the songs' revisions.
+            if self._on_change is not None and (version != self._version or added or len(revised)):
+                self._on_change(session, self._index.ids(), revised)
             self._version = version
             return added
 
@@ -220,9 +232,9 @@ def refresh_revised_songs(
     seen: RevisionsSeen,
     version: str,
     lookup_chunk: int = LOOKUP_CHUNK,
-) -> int:
+) -> np.ndarray:
     """Re-index the songs changed in place since `seen` (see the module's docstring);
-    returns how many were re-read. Songs not indexed yet are left to
+    returns the ids re-read. Songs not indexed yet are left to
     `index_missing_songs`, which reads them as they are now."""
     revised = Song.revision > 0
     count, total = session.execute(
@@ -230,14 +242,14 @@ def refresh_revised_songs(
     ).one()
     summary = (version, int(count), int(total))
     if summary == seen.summary:
-        return 0
+        return np.empty(0, dtype=np.int64)
     stored = {i: r for i, r in session.execute(select(Song.id, Song.revision).where(revised))}
     seen.revisions = {i: r for i, r in seen.revisions.items() if i in stored}
     changed = np.asarray(
         [i for i, r in stored.items() if seen.revisions.get(i) != r], dtype=np.int64
     )
     changed = changed[[int(i) in index for i in changed]] if len(changed) else changed
-    refreshed = 0
+    reread: list[np.ndarray] = []
     for start in range(0, len(changed), lookup_chunk):
         rows, features = read_index_rows(session, ids=changed[start : start + lookup_chunk])
         embeddings = embed(features)
@@ -248,7 +260,8 @@ def refresh_revised_songs(
             NON_FINITE_SKIPPED.add(int((~usable).sum()))
             log.warning("songs %s have features that cannot be embedded", rows.ids[~usable])
         index.remove(rows.ids[usable])
-        refreshed += index.add(SongRows(*(c[usable] for c in rows.columns())), embeddings[usable])
+        index.add(SongRows(*(c[usable] for c in rows.columns())), embeddings[usable])
+        reread.append(rows.ids)
         seen.revisions.update((int(i), stored[int(i)]) for i in rows.ids)
     seen.summary = summary
-    return refreshed
+    return np.concatenate(reread) if reread else np.empty(0, dtype=np.int64)

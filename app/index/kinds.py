@@ -20,10 +20,13 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from app.index.exact import STORES, Store
+
 IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf", "ivfpq")
 PQ_DIMS_PER_BYTE = 8  # one 8-bit sub-quantiser code per 8 dimensions
 PQ_MIN_TRAINING = 10_000  # below this, PQ codebooks are noise: IVF-PQ degrades to IVF
+MAX_COALESCE_WAIT_MS = 5.0  # beyond this a lone query would pay too much
 TRAINING_VECTORS_PER_LIST = 64  # FAISS warns below 39; more buys nothing measurable
 
 
@@ -39,6 +42,11 @@ class IndexSpec:
     ivf_nprobe: int = 32  # lists visited per query: recall vs latency
     pq_refine: int = 10  # IVF-PQ: re-rank k * pq_refine candidates with exact distances
     exact_below: int = 20_000  # a filter passing fewer songs is searched exactly
+    # flat only: the copy scanned per query, float32 (the vectors), float16 or sq8 codes
+    # whose best store_refine x k rows are re-ranked with the float32 vectors
+    store: Store = "float32"
+    store_refine: int = 4
+    coalesce_wait_ms: float = 0.5  # flat: longest wait for concurrent queries; 0 = off
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -48,6 +56,10 @@ class IndexSpec:
                 raise ValueError(f"{name} must be at least 1")
         if self.ivf_nlist < 0 or self.pq_refine < 1 or self.exact_below < 0:
             raise ValueError("ivf_nlist and exact_below must be >= 0, pq_refine >= 1")
+        if self.store not in STORES or self.store_refine < 1:
+            raise ValueError(f"store must be one of {', '.join(STORES)}, store_refine >= 1")
+        if not 0 <= self.coalesce_wait_ms <= MAX_COALESCE_WAIT_MS:
+            raise ValueError(f"coalesce_wait_ms must be in [0, {MAX_COALESCE_WAIT_MS}]")
 
     @property
     def approximate(self) -> bool:

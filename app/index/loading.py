@@ -101,6 +101,9 @@ def index_spec(settings: Settings) -> IndexSpec:
         ivf_nprobe=settings.index_ivf_nprobe,
         pq_refine=settings.index_pq_refine,
         exact_below=settings.index_exact_below,
+        store=settings.index_store,
+        store_refine=settings.index_store_refine,
+        coalesce_wait_ms=settings.coalesce_wait_ms,
     )
 
 

@@ -107,8 +107,9 @@ def read_similar_to_audio(
     if not np.isfinite(embedding).all():
         raise HTTPException(422, f"{name}: its features cannot be embedded (not finite)")
     found = search_distinct(
-        session, index, embedding, k=k, where=filters.to_filter(), scoring=scoring
-    )
+        index, embedding, keys_of=service.cards.recording_keys, k=k, where=filters.to_filter(),
+        scoring=scoring,
+    )  # fmt: skip
     results = similar_songs(session, found[0])
     song_id = None
     if add:
@@ -120,7 +121,7 @@ def read_similar_to_audio(
             genre=genre,
         )
         try:
-            song_id = add_and_index(session, index, bundle.embed, new)
+            song_id = add_and_index(session, index, bundle.embed, new, cards=service.cards)
         except CatalogueError as exc:
             raise HTTPException(422, str(exc)) from exc
         response.status_code = 201

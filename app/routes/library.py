@@ -43,9 +43,11 @@ def read_song_audio(song_id: SongId, session: SessionDep, service: ServiceDep) -
 
 
 @router.delete("/{song_id:int}", status_code=204, dependencies=[Depends(require_api_key)])
-def delete_song(song_id: SongId, session: SessionDep, index: IndexDep) -> Response:
+def delete_song(
+    song_id: SongId, session: SessionDep, index: IndexDep, service: ServiceDep
+) -> Response:
     """Delete a song: it is never returned again, here at once and by other replicas soon."""
-    if not delete_and_unindex(session, index, [song_id]):
+    if not delete_and_unindex(session, index, [song_id], cards=service.cards):
         raise HTTPException(404, f"song {song_id} not found")
     return Response(status_code=204)
 
@@ -64,7 +66,9 @@ def update_song(
     if "features" in changes:
         changes["features"] = np.asarray(changes["features"], dtype=np.float32)
     try:
-        song = update_and_reindex(session, index, bundle.embed, song_id, changes)
+        song = update_and_reindex(
+            session, index, bundle.embed, song_id, changes, cards=service.cards
+        )
     except CatalogueError as exc:
         raise HTTPException(422, str(exc)) from exc
     if song is None:

@@ -3,7 +3,7 @@
 with format=m3u, as an extended M3U a player opens.
 
 The logic lives in app.playlists; these handlers check input, resolve ids to
-embeddings and build every result list through `similar_songs`.
+embeddings and write every result list from the songs' cards in memory (app/cards.py).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from app.routes.songs import (
     M3U_RESPONSES,
     ListFormat,
     SongId,
-    as_m3u,
     check_genre,
     check_k,
     get_song,
-    similar_songs,
+    json_body,
+    m3u_of,
 )
 from app.schemas import BatchItem, parse_near
+from app.service import Service
 from training.artefacts import Bundle
 
 router = APIRouter(tags=["playlists"])
@@ -124,8 +125,14 @@ def answer(
         dataclasses.replace(n, similarity=float(s))
         for n, s in zip(neighbours, similarity, strict=True)
     ]
-    results = similar_songs(session, neighbours)
-    return as_m3u(request, results) if format == "m3u" else PlaylistOut(results=results)
+    cards = service_of(request).cards
+    if format == "m3u":
+        return m3u_of(request, cards.found(neighbours))
+    return json_body(b'{"results":' + cards.results_json(neighbours) + b"}")  # a PlaylistOut
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
 
 
 def check_seeds(n: int, service: ServiceDep, what: str) -> None:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app.cards import SongCard, audio_url, similar_song, song_out
 from app.catalogue import CatalogueError
 from app.catalogue.reads import read_songs, search_songs, top_level_genres
 from app.catalogue.writes import NewSong
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
 from app.index.protocol import Neighbour, SongFilter
-from app.index.scored import ScoredIndex
 from app.orm import Song
 from app.playlists import write_m3u
 from app.schemas import (
     MAX_ID,
-    ArtistRef,
     BatchOut,
     BatchQuery,
     CreatedOut,
@@ -31,7 +32,11 @@ from app.schemas import (
     SongPage,
     parse_near,
 )
+from app.service import Service
 from app.similarity import add_and_index, search_distinct
+
+__all__ = ["audio_url", "similar_song", "song_out"]  # re-exported: other routes import them
+T = TypeVar("T")
 
 router = APIRouter(prefix="/songs", tags=["songs"])
 MAX_PAGE = 100  # songs per page of GET /songs
@@ -45,31 +50,8 @@ M3U_RESPONSES: dict[int | str, dict] = {
 }
 
 
-def song_out(song: Song) -> SongOut:
-    artist = song.artist
-    return SongOut(
-        id=song.id,
-        title=song.title,
-        artist=ArtistRef(id=artist.id, name=artist.name),
-        genre=song.genre.title if song.genre else None,
-        duration=song.duration,
-        album=song.album,
-        location=artist.location,
-        latitude=artist.latitude,
-        longitude=artist.longitude,
-        source=song.source,
-        file=song.file_path,
-        audio_url=audio_url(song),
-        album_artist=song.album_artist,
-        track_number=song.track_number,
-    )
-
-
-def audio_url(song: Song) -> str | None:
-    return f"/songs/{song.id}/audio" if song.file_path else None
-
-
 def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[SimilarSong]:
+    """Result items read through the ORM (uploads; the lean answers use `SongCards`)."""
     songs = read_songs(session, [n.song_id for n in neighbours])
     return [
         similar_song(songs[n.song_id], distance=n.distance, similarity=n.similarity)
@@ -78,22 +60,23 @@ def similar_songs(session: Session, neighbours: list[Neighbour]) -> list[Similar
     ]
 
 
-def similar_song(song: Song, *, distance: float, similarity: float | None = None) -> SimilarSong:
-    """One result item: the one place every list answer builds its items."""
-    genre = song.genre
-    return SimilarSong(
-        id=song.id,
-        title=song.title,
-        artist=ArtistRef(id=song.artist.id, name=song.artist.name),
-        genre=genre.title if genre is not None else None,
-        distance=distance,
-        similarity=similarity,
-        album=song.album,
-        duration=song.duration,
-        audio_url=audio_url(song),
-        album_artist=song.album_artist,
-        track_number=song.track_number,
-    )
+def json_body(content: bytes) -> Response:
+    """An answer serialised once, by `SongCards`: no model is built and validated again."""
+    return Response(content, media_type="application/json")
+
+
+async def searched(service: Service, search: Callable[[], T]) -> T:
+    """Run a search in the event loop when it is short (`Service.quick_search`), else in
+    the thread pool: exact scans take milliseconds and coalesce across threads."""
+    if service.quick_search:
+        return search()
+    return await run_in_threadpool(search)
+
+
+def m3u_of(request: Request, found: list[tuple[SongCard, Neighbour]]) -> Response:
+    entries = [(c.id, c.duration, c.artist_name, c.title or f"song {c.id}") for c, _ in found]
+    text = write_m3u(entries, base_url=str(request.base_url))
+    return Response(text, media_type="audio/x-mpegurl")
 
 
 def as_m3u(request: Request, results: list[SimilarSong]) -> Response:
@@ -113,6 +96,13 @@ def check_genre(session: Session, genre: str | None) -> None:
         known = top_level_genres(session)
         if genre not in known:
             raise HTTPException(422, f"unknown genre {shorten(genre)}; known: {sorted(known)}")
+
+
+def check_genre_known(service: Service, genre: str | None) -> None:
+    """check_genre against the genres in memory; the database only for one not among them."""
+    if genre is not None and genre not in service.cards.genres:
+        with service.sessions() as session:
+            check_genre(session, genre)
 
 
 def shorten(text: str, *, most: int = 80) -> str:
@@ -153,11 +143,9 @@ def read_song(song_id: SongId, session: SessionDep) -> SongOut:
 
 
 @router.get("/{song_id:int}/similar", response_model=SimilarOut, responses=M3U_RESPONSES)
-def read_similar_songs(
+async def read_similar_songs(
     song_id: SongId,
     request: Request,
-    session: SessionDep,
-    index: IndexDep,
     service: ServiceDep,
     k: Annotated[int, Query(ge=1, description="How many neighbours")] = 10,
     exclude_same_artist: Annotated[bool, Query(description="Only other artists")] = False,
@@ -168,66 +156,67 @@ def read_similar_songs(
     scoring: Annotated[
         ScoringName | None, Query(description="How candidates are ranked; default MUSICSIM_SCORING")
     ] = None,
-) -> SimilarOut | Response:
+) -> Response:
     """The k nearest other songs to a stored song, nearest first."""
     check_k(k, service)
-    song = get_song(session, song_id)
-    check_genre(session, genre)
+    card = service.cards.get(song_id)
+    if card is None:  # not stored (404), or stored by another process moments ago
+        with service.sessions() as session:
+            get_song(session, song_id)
+            if song_id in service.index:  # e.g. indexed in a shared collection: card it now
+                service.cards.refresh(session, [song_id])
+                card = service.cards.get(song_id)
+    check_genre_known(service, genre)
     try:
         place = parse_near(near, radius_km)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    if song_id not in index:
+    index = service.index
+    if card is None or song_id not in index:
         raise HTTPException(409, f"song {song_id} is stored but not indexed yet; retry")
     where = SongFilter(
-        exclude_artist=song.artist_id if exclude_same_artist else None, genre=genre, near=place
+        exclude_artist=card.artist_id if exclude_same_artist else None, genre=genre, near=place
     )
-    neighbours = search_distinct(
-        session, index, index.embedding_of(song_id), k=k, where=where, exclude_song=song_id,
-        scoring=scoring,
+    neighbours = await searched(
+        service,
+        lambda: search_distinct(
+            index, index.embedding_of(song_id), keys_of=service.cards.recording_keys, k=k,
+            where=where, exclude_song=song_id, scoring=scoring,
+        )[0],
     )  # fmt: skip
-    results = similar_songs(session, neighbours[0])
     if format == "m3u":
-        return as_m3u(request, results)
-    return SimilarOut(query=song_out(song), results=results)
+        return m3u_of(request, service.cards.found(neighbours))
+    return json_body(service.cards.similar_json(neighbours, query=card))
 
 
-def search_posted(
-    session: Session, index: ScoredIndex, bundle, vectors: list[list[float]], query
-) -> list[SimilarOut]:
-    check_genre(session, query.genre)
-    embeddings = bundle.embed(np.asarray(vectors, dtype=np.float32))
+def search_posted(service: Service, vectors: list[list[float]], query) -> list[list[Neighbour]]:
+    embeddings = service.bundle.embed(np.asarray(vectors, dtype=np.float32))
     unusable = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
     if len(unusable):  # huge features overflow when z-scored
         raise HTTPException(
             422, f"features of item(s) {unusable.tolist()} cannot be embedded (not finite)"
         )
-    found = search_distinct(
-        session, index, embeddings, k=query.k, where=query.to_filter(), scoring=query.scoring
-    )
-    return [SimilarOut(query=None, results=similar_songs(session, n)) for n in found]
+    return search_distinct(
+        service.index, embeddings, keys_of=service.cards.recording_keys, k=query.k,
+        where=query.to_filter(), scoring=query.scoring,
+    )  # fmt: skip
 
 
 @router.post("/similar", response_model=SimilarOut, responses=M3U_RESPONSES)
-def read_similar_to_features(
-    query: FeaturesQuery,
-    request: Request,
-    session: SessionDep,
-    index: IndexDep,
-    bundle: BundleDep,
-    service: ServiceDep,
-    format: ListFormat = "json",
-) -> SimilarOut | Response:
+async def read_similar_to_features(
+    query: FeaturesQuery, request: Request, service: ServiceDep, format: ListFormat = "json"
+) -> Response:
     """Neighbours of a cold-start song given by its 518 features (not stored)."""
     check_k(query.k, service)
-    found = search_posted(session, index, bundle, [query.features], query)[0]
-    return as_m3u(request, found.results) if format == "m3u" else found
+    check_genre_known(service, query.genre)
+    found = await searched(service, lambda: search_posted(service, [query.features], query))
+    if format == "m3u":
+        return m3u_of(request, service.cards.found(found[0]))
+    return json_body(service.cards.similar_json(found[0], query=None))
 
 
 @router.post("/similar/batch", response_model=BatchOut)
-def read_similar_to_many(
-    query: BatchQuery, session: SessionDep, index: IndexDep, bundle: BundleDep, service: ServiceDep
-) -> BatchOut:
+def read_similar_to_many(query: BatchQuery, service: ServiceDep) -> Response:
     """Neighbours of many feature vectors in one call, in the order posted."""
     check_k(query.k, service)
     if len(query.items) > service.settings.max_batch:
@@ -239,8 +228,11 @@ def read_similar_to_many(
         raise HTTPException(
             413, f"{len(query.items)} items x k={query.k} is {work} results, more than {most}"
         )
-    vectors = [item.features for item in query.items]
-    return BatchOut(results=search_posted(session, index, bundle, vectors, query))
+    check_genre_known(service, query.genre)
+    found = search_posted(service, [item.features for item in query.items], query)
+    cards = service.cards
+    answers = b",".join(cards.similar_json(neighbours, query=None) for neighbours in found)
+    return json_body(b'{"results":[' + answers + b"]}")
 
 
 @router.post(
@@ -250,7 +242,7 @@ def read_similar_to_many(
     dependencies=[Depends(require_api_key)],
 )
 def add_cold_start_song(
-    body: SongIn, session: SessionDep, index: IndexDep, bundle: BundleDep
+    body: SongIn, session: SessionDep, index: IndexDep, bundle: BundleDep, service: ServiceDep
 ) -> CreatedOut:
     """Store a new song and index it at once; it survives restarts."""
     new = NewSong(
@@ -264,7 +256,7 @@ def add_cold_start_song(
         longitude=body.longitude,
     )
     try:
-        song_id = add_and_index(session, index, bundle.embed, new)
+        song_id = add_and_index(session, index, bundle.embed, new, cards=service.cards)
     except CatalogueError as exc:
         raise HTTPException(422, str(exc)) from exc
     return CreatedOut(id=song_id)

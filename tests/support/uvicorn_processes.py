@@ -32,6 +32,7 @@ def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICSIM_")}
     env["MUSICSIM_MODEL_DIR"] = str(bundle_dir)
     env["MUSICSIM_DATABASE_URL"] = database_url
+    env["MUSICSIM_AUDIO_WARM_UP"] = "0"  # audio workers start with the first file, not the server
     env |= {f"MUSICSIM_{name.upper()}": value for name, value in settings.items()}
     return env
 

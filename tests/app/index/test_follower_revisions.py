@@ -58,7 +58,7 @@ def indexed(database_url):
 def _refresh(engine, index, seen, embed) -> int:
     with Session(engine) as session:
         version = catalogue_version(session)
-        return refresh_revised_songs(session, index, embed, seen=seen, version=version)
+        return len(refresh_revised_songs(session, index, embed, seen=seen, version=version))
 
 
 def test_only_songs_changed_since_the_last_poll_are_re_read(indexed, catalogue):

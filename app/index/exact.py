@@ -1,0 +1,310 @@
+"""Exact L2 search at the memory-bandwidth limit: one BLAS pass over the stored vectors.
+
+The `flat` kind and the approximate kinds' exact fallback search here. A query's
+nearest rows are chosen by ||x||^2 - 2 x.q (precomputed squared norms, one
+matrix-vector or matrix-matrix product per row chunk, `argpartition`), and the
+chosen few get their distances computed directly as sum((x - q)^2), so the
+answer is ranked by exact float32 distances. Filters are a boolean mask of the
+rows allowed per query; a mask passing few rows gathers just those rows.
+
+The scanned copy may be smaller than the vectors (`store`): float16 or 8-bit
+scalar-quantised codes (FAISS `IndexScalarQuantizer`), scanned for a pool of
+`refine` x k candidates that are then re-ranked with the exact float32 vectors
+(a memory-mapped file: only the pool's rows are read). float32 scans the
+vectors themselves, memory-mapped from the persisted cache, so several server
+processes share one copy in the page cache.
+
+    >>> scan = ExactScan(VectorStore(embeddings), store="sq8", refine=4)
+    >>> distances, rows = scan.search(queries, k=10, allowed=[mask_or_none, ...])
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import faiss
+import numpy as np
+
+Store = Literal["float32", "float16", "sq8"]
+STORES: tuple[str, ...] = ("float32", "float16", "sq8")
+SCAN_ELEMENTS = 1 << 22  # rows x queries scored per step: 16 MB of float32 scores
+QUERY_BLOCK = 4096  # queries scanned together at most: bounds the candidates kept per block
+GATHER_BELOW = 0.125  # a mask passing fewer than this share of rows gathers them
+EXTRA_CANDIDATES = 16  # chosen beyond k by norms - 2 x.q, then ranked by exact distances
+QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}
+ADD_CHUNK = 65_536
+
+
+class VectorStore:
+    """Exact embeddings by row: a (possibly memory-mapped) base plus rows added at run time.
+
+    The approximate kinds need exact vectors to search a small filtered subset, to
+    re-rank IVF-PQ candidates and to answer `embedding_of`; a memory-mapped base
+    (persisted embeddings) keeps those in the page cache rather than in the heap.
+    """
+
+    def __init__(self, base: np.ndarray):
+        self._base = base
+        self._added: list[np.ndarray] = []
+        self._added_joined: np.ndarray | None = None
+        # Set by a quantised store: rows are read from the file, not through the mapping,
+        # whose page faults map whole page-cache folios (tens of MB per query measured).
+        self.read_through_file = False
+
+    def __len__(self) -> int:
+        return len(self._base) + sum(len(a) for a in self._added)
+
+    @property
+    def base(self) -> np.ndarray:
+        """The rows given at construction (e.g. the memory-mapped persisted embeddings)."""
+        return self._base
+
+    @property
+    def dim(self) -> int:
+        return self._base.shape[1]
+
+    def append(self, vectors: np.ndarray) -> None:
+        self._added.append(np.array(vectors, dtype=np.float32))
+        self._added_joined = None
+
+    def parts(self) -> list[tuple[int, np.ndarray]]:
+        """(first row, vectors) of the base and of the rows added since, for scanning."""
+        # A plain ndarray view: numpy's products on a memmap subclass are slower.
+        parts = [(0, np.asarray(self._base))] if len(self._base) else []
+        if self._added:
+            parts.append((len(self._base), self._joined()))
+        return parts
+
+    def _joined(self) -> np.ndarray:
+        if self._added_joined is None:
+            self._added_joined = np.concatenate(self._added)
+        return self._added_joined
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop as a float32 array, read from the file when the base is mapped.
+
+        Reading a memory-mapped base through the mapping would make every page
+        resident in this process; a quantised store reads it once to build its codes
+        and afterwards touches only the rows it re-ranks.
+        """
+        if stop <= len(self._base) and isinstance(self._base, np.memmap) and self._base.filename:
+            row_bytes = self._base.shape[1] * self._base.itemsize
+            out = np.empty((stop - start, self._base.shape[1]), dtype=self._base.dtype)
+            with open(self._base.filename, "rb") as f:
+                f.seek(self._base.offset + start * row_bytes)
+                f.readinto(out.data.cast("B"))
+            return out.astype(np.float32, copy=False)
+        if stop <= len(self._base):
+            return np.asarray(self._base[start:stop], dtype=np.float32)
+        return self.take(np.arange(start, stop))
+
+    def _pread(self, filename: str, rows: np.ndarray) -> np.ndarray:
+        base = self._base
+        assert isinstance(base, np.memmap)
+        row_bytes = base.shape[1] * base.itemsize
+        out = np.empty((len(rows), base.shape[1]), dtype=base.dtype)
+        fd = os.open(filename, os.O_RDONLY)
+        try:
+            for i, row in enumerate(rows.tolist()):
+                data = os.pread(fd, row_bytes, base.offset + row * row_bytes)
+                out[i] = np.frombuffer(data, dtype=base.dtype)
+        finally:
+            os.close(fd)
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Vectors of the given rows, in that order, as an in-memory float32 array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self._base.shape[1]), dtype=np.float32)
+        in_base = rows < len(self._base)
+        # Sorted reads keep a memory-mapped base's disk access sequential.
+        order = np.argsort(rows[in_base], kind="stable")
+        wanted = rows[in_base][order]
+        filename = getattr(self._base, "filename", None)
+        if self.read_through_file and filename:
+            out[np.flatnonzero(in_base)[order]] = self._pread(filename, wanted)
+        else:
+            out[np.flatnonzero(in_base)[order]] = self._base[wanted]
+        if not in_base.all():
+            out[~in_base] = self._joined()[rows[~in_base] - len(self._base)]
+        return out
+
+
+class ExactScan:
+    """k nearest rows of a VectorStore by exact L2, for many queries with a mask each.
+
+    Not thread-safe against `append`: the owning index holds its write lock for that.
+    """
+
+    def __init__(
+        self,
+        vectors: VectorStore,
+        *,
+        store: Store = "float32",
+        refine: int = 4,
+        chunk: int | None = None,
+    ):
+        """chunk: most rows scored per step (tests cross chunk boundaries with small ones)."""
+        if store not in STORES:
+            raise ValueError(f"store must be one of {', '.join(STORES)}: {store!r}")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be at least 1 row: {chunk}")
+        self.vectors = vectors
+        self.store = store
+        self.refine = refine
+        self.chunk = chunk
+        self._norms = np.empty(0, dtype=np.float32)
+        self._codes: faiss.IndexScalarQuantizer | None = None
+        if store != "float32":
+            self._codes = faiss.IndexScalarQuantizer(vectors.dim, QUANTISERS[store])
+            vectors.read_through_file = True  # only the re-ranked rows become resident
+        self._index_rows(0)
+
+    def __len__(self) -> int:
+        return len(self._norms)
+
+    def appended(self) -> None:
+        """Take in the rows appended to the VectorStore since the last call."""
+        self._index_rows(len(self._norms))
+
+    def _index_rows(self, start: int) -> None:
+        for first, part in self.vectors.parts():
+            for lo in range(max(start - first, 0), len(part), ADD_CHUNK):
+                chunk = self.vectors.read(first + lo, first + min(lo + ADD_CHUNK, len(part)))
+                self._norms = np.concatenate([self._norms, np.einsum("ij,ij->i", chunk, chunk)])
+                if self._codes is not None:
+                    if not self._codes.is_trained:  # per-dimension ranges from the first rows
+                        self._codes.train(chunk)
+                    self._codes.add(chunk)
+
+    @property
+    def scanned_bytes(self) -> int:
+        """Bytes one query reads: the scanned copy (the float32 vectors or the codes)."""
+        if self._codes is None:
+            return len(self) * self.vectors.dim * 4
+        return self._codes.ntotal * self._codes.code_size
+
+    def search(
+        self, queries: np.ndarray, *, k: int, allowed: list[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distances, rows), each (len(queries), k), nearest first, inf / -1 padded.
+
+        allowed[q] is query q's mask of rows that may be returned, or None for all.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(queries) > QUERY_BLOCK:
+            blocks = [
+                self.search(
+                    queries[lo : lo + QUERY_BLOCK], k=k, allowed=allowed[lo : lo + QUERY_BLOCK]
+                )
+                for lo in range(0, len(queries), QUERY_BLOCK)
+            ]
+            return np.concatenate([d for d, _ in blocks]), np.concatenate([r for _, r in blocks])
+        n = len(self)
+        pool = k + EXTRA_CANDIDATES if self._codes is None else max(k * self.refine, k + 32)
+        candidates: list[np.ndarray] = [np.empty(0, np.int64)] * len(queries)
+        dense = []
+        for q, mask in enumerate(allowed):
+            if mask is not None and mask.sum() < GATHER_BELOW * n:
+                candidates[q] = self._gathered(queries[q], np.flatnonzero(mask), pool)
+            else:
+                dense.append(q)
+        if dense:
+            found = (
+                self._scanned(queries[dense], [allowed[q] for q in dense], pool)
+                if self._codes is None
+                else self._quantised(queries[dense], [allowed[q] for q in dense], pool)
+            )
+            for q, rows in zip(dense, found, strict=True):
+                candidates[q] = rows
+        return self._ranked(queries, candidates, k)
+
+    def _scanned(
+        self, queries: np.ndarray, masks: list[np.ndarray | None], pool: int
+    ) -> list[np.ndarray]:
+        """Each query's `pool` best rows by ||x||^2 - 2 x.q over every row (masked)."""
+        step = self._step(max(SCAN_ELEMENTS // len(queries), pool))
+        masked = [q for q, mask in enumerate(masks) if mask is not None]
+        kept = []
+        for first, part in self.vectors.parts():
+            for lo in range(0, len(part), step):
+                chunk = part[lo : lo + step]
+                rows = slice(first + lo, first + lo + len(chunk))
+                # The one pass over memory: a matrix-vector product for a lone query.
+                lone = len(queries) == 1
+                scores = (chunk @ queries[0])[:, None] if lone else chunk @ queries.T
+                scores *= -2.0
+                scores += self._norms[rows, None]
+                for q in masked:
+                    scores[~masks[q][rows], q] = np.inf  # type: ignore[index]
+                if len(chunk) > pool:  # every query's best of the chunk at once
+                    top = np.argpartition(scores, pool - 1, axis=0)[:pool]
+                else:
+                    top = np.broadcast_to(np.arange(len(chunk))[:, None], scores.shape)
+                finite = np.isfinite(np.take_along_axis(scores, top, axis=0))
+                kept.append((rows.start + top, finite))
+        if not kept:
+            return [np.empty(0, np.int64)] * len(queries)
+        rows_all = np.concatenate([r for r, _ in kept])  # (candidates, queries)
+        finite_all = np.concatenate([f for _, f in kept])
+        return [rows_all[finite_all[:, q], q] for q in range(len(queries))]
+
+    def _step(self, rows: int) -> int:
+        return rows if self.chunk is None else min(rows, self.chunk)
+
+    def _gathered(self, query: np.ndarray, subset: np.ndarray, pool: int) -> np.ndarray:
+        """The `pool` best of a few allowed rows, read from the float32 vectors directly."""
+        kept = []
+        step = self._step(max(SCAN_ELEMENTS // 8, pool))
+        for lo in range(0, len(subset), step):
+            rows = subset[lo : lo + step]
+            scores = self._norms[rows] - 2.0 * (self.vectors.take(rows) @ query)
+            kept.append(rows[_smallest(scores, pool)])
+        return np.concatenate(kept) if kept else np.empty(0, np.int64)
+
+    def _quantised(
+        self, queries: np.ndarray, masks: list[np.ndarray | None], pool: int
+    ) -> list[np.ndarray]:
+        """Each query's `pool` best rows by distance to the quantised codes."""
+        assert self._codes is not None
+        found: list[np.ndarray] = [np.empty(0, np.int64)] * len(queries)
+        unmasked = [q for q, m in enumerate(masks) if m is None]
+        if unmasked:  # one call: FAISS spreads the queries over its threads
+            _, rows = self._codes.search(queries[unmasked], pool)
+            for q, r in zip(unmasked, rows, strict=True):
+                found[q] = r[r >= 0]
+        for q, mask in enumerate(masks):
+            if mask is not None:
+                bits = np.packbits(mask, bitorder="little")  # alive through the search
+                params = faiss.SearchParameters(
+                    sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+                )
+                _, rows = self._codes.search(queries[q : q + 1], pool, params=params)
+                found[q] = rows[0][rows[0] >= 0]
+                del bits
+        return found
+
+    def _ranked(
+        self, queries: np.ndarray, candidates: list[np.ndarray], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest candidates of each query by sum((x - q)^2) over float32 vectors."""
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for q, found in enumerate(candidates):
+            found = np.unique(found)  # sorted: ties keep the lower row, as FAISS does
+            if len(found) == 0:
+                continue
+            diff = self.vectors.take(found) - queries[q]
+            exact = np.einsum("ij,ij->i", diff, diff)
+            best = np.argsort(exact, kind="stable")[:k]
+            distances[q, : len(best)], rows[q, : len(best)] = exact[best], found[best]
+        return distances, rows
+
+
+def _smallest(scores: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the m smallest finite scores (unordered)."""
+    if len(scores) <= m:
+        return np.flatnonzero(np.isfinite(scores))
+    positions = np.argpartition(scores, m - 1)[:m]
+    return positions[np.isfinite(scores[positions])]
