@@ -79,13 +79,6 @@ def m3u_of(request: Request, found: list[tuple[SongCard, Neighbour]]) -> Respons
     return Response(text, media_type="audio/x-mpegurl")
 
 
-def as_m3u(request: Request, results: list[SimilarSong]) -> Response:
-    """The results as an extended M3U whose locations are this server's audio URLs."""
-    entries = [(r.id, r.duration, r.artist.name, r.title or f"song {r.id}") for r in results]
-    text = write_m3u(entries, base_url=str(request.base_url))
-    return Response(text, media_type="audio/x-mpegurl")
-
-
 def check_k(k: int, service: ServiceDep) -> None:
     if k > service.settings.max_k:
         raise HTTPException(422, f"k must be between 1 and {service.settings.max_k}, got {k}")
