@@ -17,7 +17,8 @@ from app.schemas import SimilarSong, SongOut
 ROWS = text(
     """
     SELECT s.id, s.title, s.album, s.duration, s.file_path, s.source,
-           a.id, a.name, a.location, a.latitude, a.longitude, g.title
+           a.id, a.name, a.location, a.latitude, a.longitude, g.title,
+           s.album_artist, s.track_number
     FROM songs s JOIN artists a ON s.artist_id = a.id LEFT JOIN genres g ON s.genre_id = g.id
     """
 )
@@ -45,13 +46,18 @@ def database_rows(url: str) -> dict[int, dict]:
             "source": source,
             "file": file_path,
             "audio_url": f"/songs/{song_id}/audio" if file_path else None,
+            "album_artist": album_artist,
+            "track_number": track_number,
         }
         for (song_id, title, album, duration, file_path, source, artist_id, name, location,
-             latitude, longitude, genre) in rows
+             latitude, longitude, genre, album_artist, track_number) in rows
     }  # fmt: skip
 
 
-ITEM_FIELDS = ("id", "title", "artist", "genre", "album", "duration", "audio_url")
+ITEM_FIELDS = (
+    "id", "title", "artist", "genre", "album", "duration", "audio_url", "album_artist",
+    "track_number",
+)  # fmt: skip
 
 
 def assert_items_match(items: list[dict], rows: dict[int, dict], *, query: np.ndarray, index):
@@ -162,16 +168,22 @@ def test_m3u_lists_the_json_answers_songs_with_their_stored_titles(client, setti
         assert url.endswith(f"/songs/{result['id']}/audio")
 
 
+def features_near(catalogue, position: int) -> list[float]:
+    # Not the stored song's own features: an exact copy counts as the same recording,
+    # and answers hold one copy of each.
+    return (catalogue.features[position] * 1.01).tolist()
+
+
 def song_body(catalogue, title: str, position: int = 8) -> dict:
     return {
         "title": title,
         "artist": int(catalogue.artist_ids[0]),
-        "features": catalogue.features[position].tolist(),
+        "features": features_near(catalogue, position),
     }
 
 
 def nearest_to(client, catalogue, position: int, **params) -> dict:
-    body = {"features": catalogue.features[position].tolist(), "k": 3, **params}
+    body = {"features": features_near(catalogue, position), "k": 3, **params}
     return client.post("/songs/similar", json=body).json()
 
 
@@ -212,3 +224,22 @@ def test_a_follower_poll_brings_another_process_song_into_the_answers(settings, 
         two.app.state.service.follower.poll_once()
         assert song not in {r["id"] for r in nearest_to(two, catalogue, 12, k=50)["results"]}
         assert two.get(f"/songs/{song}/similar").status_code == 404
+
+
+def test_a_patch_in_another_process_reaches_the_answers_after_a_poll(settings, catalogue):
+    # A PATCH moves the song's revision, not the catalogue version: the follower must
+    # still hand the revised song to the cards.
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        song = int(catalogue.track_ids[12])
+        neighbour = two.get(f"/songs/{song}/similar", params={"k": 1}).json()["results"][0]["id"]
+        two.app.state.service.follower.poll_once()  # the catalogue version is now known
+        assert one.patch(f"/songs/{song}", json={"title": "Patched elsewhere"}).status_code == 200
+        two.app.state.service.follower.poll_once()
+        rows = database_rows(settings.database_url)
+        assert two.get(f"/songs/{song}/similar").json()["query"] == rows[song]
+        item = next(
+            r
+            for r in two.get(f"/songs/{neighbour}/similar", params={"k": 10}).json()["results"]
+            if r["id"] == song
+        )
+        assert item["title"] == "Patched elsewhere" == rows[song]["title"]
