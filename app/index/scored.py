@@ -49,6 +49,9 @@ from training.evaluation.scoring import (
 )
 
 PAIRS = 10_000  # random catalogue pairs whose scores define `similarity`
+# Reads of a search's candidates retried after a concurrent removal (each retry means
+# another song was removed meanwhile; a handful is already far beyond what happens).
+MAX_REREAD_ATTEMPTS = 8
 BUILD_BATCH = 2048  # songs whose neighbourhoods are computed per step at build
 # Columns of the per-song table (float64): what scorings and radius upkeep need.
 RADIUS, KTH, MEAN, SD = range(4)
@@ -245,11 +248,10 @@ class ScoredIndex:
         query_stats: Neighbourhoods | None,
         q: int,
     ) -> list[Neighbour]:
-        ids = np.array([c.song_id for c in candidates if c.song_id in self._pos], dtype=np.int64)
+        ids, vectors, songs = self._candidate_rows(candidates)
         if len(ids) == 0:
             return []
-        distances = exact_distances(query[None, :], self._inner.embeddings_of(ids))
-        songs = self._stats_of(ids)
+        distances = exact_distances(query[None, :], vectors)
         mine = None if query_stats is None else query_stats.take(np.array([q]))
         if mine is not None and np.isnan(mine.radius[0]):
             nearest = np.sort(distances[0])[: self.scoring.k]
@@ -261,6 +263,25 @@ class ScoredIndex:
             Neighbour(int(ids[j]), float(distances[0, j]), float(s))
             for j, s in zip(best, similarity, strict=True)
         ]
+
+    def _candidate_rows(
+        self, candidates: list[Neighbour]
+    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods]:
+        """The candidates still indexed, their vectors and neighbourhood rows. A song
+        removed by another thread between the filter and the reads (the follower, a
+        DELETE) raises KeyError there: filter again, so the search never fails for it."""
+        for _ in range(MAX_REREAD_ATTEMPTS - 1):
+            try:
+                return self._read_candidates(candidates)
+            except KeyError:
+                continue
+        return self._read_candidates(candidates)
+
+    def _read_candidates(
+        self, candidates: list[Neighbour]
+    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods]:
+        ids = np.array([c.song_id for c in candidates if c.song_id in self._pos], dtype=np.int64)
+        return ids, self._inner.embeddings_of(ids), self._stats_of(ids)
 
     def _query_stats(
         self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring, *, from_pool: bool

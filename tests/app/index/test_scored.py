@@ -278,3 +278,29 @@ def test_neighbourhoods_computed_on_first_need_after_adds_and_removals_equal_a_f
     more_rows = SongRows(more_rows.ids + 10_000, *more_rows.columns()[1:])
     index.add(more_rows, more)
     assert table_by_id(index, more_rows.ids)[:, RADIUS].min() > 0
+
+
+@pytest.mark.parametrize("name", SCORINGS)
+def test_a_song_removed_while_its_search_reads_the_candidates_is_left_out(name):
+    # The follower or a DELETE may remove a song between the re-rank's filter of the
+    # candidates and its reads of their vectors: the search answers without it.
+    rows, vectors = catalogue(60, seed=5)
+    index = ScoredIndex.build(
+        FaissSongIndex.from_embeddings(rows, vectors), scoring=Scoring(name=name, k=K_RADIUS)
+    )
+    nearest = index.search(vectors[0], k=5, scoring=name)[0]
+    victim = nearest[1].song_id
+    inner, reads = index.backend, []
+    real_read = inner.embeddings_of
+
+    def read_then_lose_the_victim(song_ids):
+        if not reads:  # the first read: the removal lands in between
+            reads.append(song_ids)
+            index.remove(np.array([victim]))
+        return real_read(song_ids)
+
+    inner.embeddings_of = read_then_lose_the_victim
+    found = index.search(vectors[0], k=5, scoring=name)[0]
+    inner.embeddings_of = real_read
+    assert reads and victim in reads[0]  # the removal did land inside the search
+    assert victim not in [n.song_id for n in found] and len(found) == 5
