@@ -75,7 +75,7 @@ def test_extract_skips_a_broken_file_and_says_so_in_its_exit_status(tmp_path):
     (clips / "broken.ogg").write_bytes(b"not audio at all")
     result = run("extract", str(clips), "--out", str(tmp_path / "out"), "--jobs", "1")
     assert result.exit_code == 1
-    assert "broken.ogg" in result.output
+    assert "broken.ogg" in "".join(result.output.split())  # a long path wraps mid-name
     features = pd.read_csv(tmp_path / "out" / "features.csv", index_col=0, header=[0, 1, 2])
     assert len(features) == 1
 

@@ -264,7 +264,10 @@ def test_library_songs_play_in_place_and_show_album_and_duration(page, library_s
     everything = api.get(f"/songs/{song['id']}/similar", params={"k": 1000}).json()["results"]
     rank = next(i for i, r in enumerate(everything) if r["audio_url"])
     page.fill("#filter-k", str(rank + 1))
-    page.click("#filters button")
+    # the list is drawn again when its answer arrives: play the element of that drawing
+    with page.expect_response(lambda r: "/similar" in r.url):
+        page.click("#filters button")
+    page.wait_for_load_state("networkidle")
     playable = f'#similar-results tr[data-song-id="{everything[rank]["id"]}"] audio'
     page.wait_for_selector(playable)
     # muted, as browsers let pages start muted media without a gesture
