@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+from stand_in_embed import CountingEmbed, first_columns
 from uvicorn_processes import server_env, start_server, start_servers, stop_all
 
 from app.catalogue.importing import import_catalogue
@@ -41,20 +42,6 @@ def song_body(catalogue, title="Shared"):
     return {"title": title, "artist": "Two Workers", "features": features}
 
 
-def _first_columns(features: np.ndarray) -> np.ndarray:
-    """A stand-in model: 4 feature columns, so an embedding names its song's features."""
-    return np.ascontiguousarray(features[:, :4], dtype=np.float32)
-
-
-class _CountingEmbed:
-    def __init__(self):
-        self.sizes: list[int] = []
-
-    def __call__(self, features):
-        self.sizes.append(len(features))
-        return _first_columns(features)
-
-
 @pytest.fixture
 def half_indexed(database_url):
     """A database holding the small catalogue, and an index holding a random 60% of it."""
@@ -66,7 +53,7 @@ def half_indexed(database_url):
         )
         rows, features = read_index_rows(session, ids=kept)
     index = FaissSongIndex(4)
-    index.add(rows, _first_columns(features))
+    index.add(rows, first_columns(features))
     yield engine, index, ids, kept
     engine.dispose()
 
@@ -88,7 +75,7 @@ def test_missing_songs_are_indexed_for_every_block_and_chunk_size(
         "missing + 1": len(missing) + 1,
     }
     lookup_chunk = sizes.get(lookup_chunk, lookup_chunk)
-    embed = _CountingEmbed()
+    embed = CountingEmbed()
     with Session(engine) as session:
         added = index_missing_songs(
             session, index, embed, id_block=id_block, lookup_chunk=lookup_chunk
@@ -116,7 +103,7 @@ def test_songs_whose_embedding_is_not_finite_are_skipped_with_a_warning_and_coun
 
     def embed(batch):
         """The stand-in model, with a NaN or an infinity in each poisoned song's embedding."""
-        out = _first_columns(batch)
+        out = first_columns(batch)
         for row, song in enumerate(song_of[f.tobytes()] for f in batch):
             if song in poisoned:
                 out[row, song % 4] = np.nan if song % 2 else np.inf

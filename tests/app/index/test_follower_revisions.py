@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from stand_in_embed import CountingEmbed, first_columns
 
 from app.catalogue.importing import import_catalogue
 from app.catalogue.reads import catalogue_version, read_index_rows, read_song_ids
@@ -29,20 +30,6 @@ KEY = "s3cret"
 HEADERS = {"X-API-Key": KEY}
 
 
-def _first_columns(features: np.ndarray) -> np.ndarray:
-    """A stand-in model: 4 feature columns, so an embedding names its song's features."""
-    return np.ascontiguousarray(features[:, :4], dtype=np.float32)
-
-
-class _CountingEmbed:
-    def __init__(self):
-        self.sizes: list[int] = []
-
-    def __call__(self, features):
-        self.sizes.append(len(features))
-        return _first_columns(features)
-
-
 @pytest.fixture
 def indexed(database_url):
     """A database holding the small catalogue and a 4-column index of all of it."""
@@ -50,7 +37,7 @@ def indexed(database_url):
     with Session(engine) as session:
         rows, features = read_index_rows(session)
     index = FaissSongIndex(4)
-    index.add(rows, _first_columns(features))
+    index.add(rows, first_columns(features))
     yield engine, index
     engine.dispose()
 
@@ -64,7 +51,7 @@ def _refresh(engine, index, seen, embed) -> int:
 def test_only_songs_changed_since_the_last_poll_are_re_read(indexed, catalogue):
     engine, index = indexed
     a, b, c = (int(i) for i in catalogue.track_ids[:3])
-    seen, embed = RevisionsSeen(), _CountingEmbed()
+    seen, embed = RevisionsSeen(), CountingEmbed()
     assert _refresh(engine, index, seen, embed) == 0 and embed.sizes == []
     new_features = np.arange(518, dtype=np.float32)
     with Session(engine) as session:
@@ -88,12 +75,12 @@ def test_a_deletion_that_leaves_the_revision_sum_unchanged_still_shows_a_change(
     seen = RevisionsSeen()
     with Session(engine) as session:
         update_song(session, b, {"title": "Soon gone"})
-    assert _refresh(engine, index, seen, _CountingEmbed()) == 1
+    assert _refresh(engine, index, seen, CountingEmbed()) == 1
     with Session(engine) as session:
         delete_songs(session, [b])
         update_song(session, c, {"genre": None})
     index.remove(np.array([b]))  # what the follower's deletion pass does
-    assert _refresh(engine, index, seen, _CountingEmbed()) == 1
+    assert _refresh(engine, index, seen, CountingEmbed()) == 1
     assert c in seen.revisions and b not in seen.revisions
 
 
