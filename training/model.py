@@ -110,16 +110,24 @@ def embed(model: Embedder, x: np.ndarray) -> np.ndarray:
     embedding has the same bits however many rows share its batch: float32 matrix
     products round differently for one row than for many (BLAS picks other kernels
     and blockings), and a song posted alone must land at distance exactly 0 from its
-    stored self. float64 differences (~1e-16) vanish in the final rounding to float32.
+    stored self. float64 differences (~1e-16) vanish in the final rounding to float32,
+    except in coordinates near 0, whose float32 ulps are finer than them: those are
+    first rounded to a grid of 1e-12 (`_GRID_DECIMALS`), far below any distance we rank.
     """
     wide_model = _float64_copy(model)
     out = np.empty((len(x), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), _EMBED_BATCH):
             chunk = np.asarray(x[start : start + _EMBED_BATCH], dtype=np.float64)
-            out[start : start + len(chunk)] = wide_model(torch.from_numpy(chunk)).numpy()
+            wide = wide_model(torch.from_numpy(chunk)).numpy()
+            out[start : start + len(chunk)] = np.round(wide, _GRID_DECIMALS)
     return out
 
+
+# Absolute grid (decimal places) of embeddings before the float32 cast: float64 rounding
+# noise (~1e-16 of the terms summed) must not reach float32 bits near 0, yet the grid
+# must stay below float32's resolution of coordinates near 1 (6e-8).
+_GRID_DECIMALS = 12
 
 # model -> (its parameters' identities and versions, a float64 copy of it). A served
 # model never changes, so each query reuses the copy; training updates parameters in

@@ -45,7 +45,8 @@ log = logging.getLogger("musicsim.cache")
 # 2: manifests record the SHA-256 of embeddings.npy. 3: embeddings computed in float64
 # and rounded (training.model.embed); entries of 2 differ in their last bits, so a song
 # posted with its own features would not be at distance exactly 0: they are recomputed.
-FORMAT = 3
+# 4: embeddings rounded to a 1e-12 grid before the float32 cast (coordinates near 0).
+FORMAT = 4
 ENTRIES_KEPT = 3  # older entries (other models or catalogue states) are removed
 SPOT_CHECK_SONGS = 64
 # Exact: embeddings have the same bits however they are batched (training.model.embed),
