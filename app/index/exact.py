@@ -125,7 +125,8 @@ class VectorStore:
         if self.read_through_file and filename:
             out[np.flatnonzero(in_base)[order]] = self._pread(filename, wanted)
         else:
-            out[np.flatnonzero(in_base)[order]] = self._base[wanted]
+            # A plain ndarray view: indexing the memmap subclass costs more than the copy.
+            out[np.flatnonzero(in_base)[order]] = np.asarray(self._base)[wanted]
         if not in_base.all():
             out[~in_base] = self._joined()[rows[~in_base] - len(self._base)]
         return out

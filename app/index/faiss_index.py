@@ -240,20 +240,30 @@ class FaissSongIndex:
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         where = where or SongFilter()
         with self._lock.reading():
-            allowed = self._allowed_rows(where, exclude_song)
-            if self._coalescer is not None and self._faiss is None and len(queries) == 1:
-                distances, rows = self._coalescer.submit((queries[0], k, allowed))
+            dropped = self._row_dropped_after(where, exclude_song)
+            if dropped >= 0:  # one more, then drop it: cheaper than a mask of every row
+                allowed, wanted = None, k + 1
             else:
-                distances, rows = self._search_rows(queries, k, allowed)
+                allowed, wanted = self._allowed_rows(where, exclude_song), k
+            if self._coalescer is not None and self._faiss is None and len(queries) == 1:
+                distances, rows = self._coalescer.submit((queries[0], wanted, allowed))
+            else:
+                distances, rows = self._search_rows(queries, wanted, allowed)
             ids = self._rows.ids
         return [
             [
                 Neighbour(int(ids[r]), float(np.sqrt(max(d, 0.0))))
                 for r, d in zip(row_ids, dists, strict=True)
-                if r >= 0  # FAISS pads with -1 when fewer than k songs pass
-            ]
+                if r >= 0 and r != dropped  # FAISS pads with -1 when fewer than k songs pass
+            ][:k]
             for row_ids, dists in zip(rows, distances, strict=True)
         ]
+
+    def _row_dropped_after(self, where: SongFilter, exclude_song: int | None) -> int:
+        """The excluded song's row when it is the only filter (no dead rows either), else -1."""
+        if exclude_song is None or not where.is_empty() or len(self._row_of) < len(self._rows):
+            return -1
+        return self._row_of.get(exclude_song, -1)
 
     def _search_rows(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None

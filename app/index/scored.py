@@ -1,11 +1,11 @@
 """Search that re-ranks a pool of L2 candidates by exact distances and a scoring.
 
 Any backend (`SongIndex`) finds candidates by approximate or float32 L2; this
-wrapper fetches at least max(10 k, pool) of them, recomputes their distances as
-sqrt(sum((a - b)^2)) in float64 from the stored vectors (so a song is at distance
-exactly 0 from its own vector, and near-duplicates keep their order), scores them
-with the scoring asked for (training.evaluation.scoring, the definitions
-evaluation uses) and keeps the k best. The filters are the backend's, applied
+wrapper fetches `Scoring.pool_for(k)` of them (k plus a margin for l2), recomputes
+their distances as sqrt(sum((a - b)^2)) in float64 from the stored vectors (so a
+song is at distance exactly 0 from its own vector, and near-duplicates keep their
+order), scores them with the scoring asked for (training.evaluation.scoring, the
+definitions evaluation uses) and keeps the k best. The filters are the backend's, applied
 while fetching the pool, so k songs come back whenever k pass.
 
 Per song it keeps a row of neighbourhood statistics, computed from the index

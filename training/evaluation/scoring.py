@@ -29,6 +29,11 @@ import numpy as np
 SCORINGS = ("l2", "local-scaling", "mutual-proximity")
 MAX_NEIGHBOURS = 1000  # radii over more neighbours than this stop being local
 MIN_POOL, MAX_POOL = 100, 100_000  # L2 candidates the service re-ranks per query
+# l2 re-ranks only to replace float32 distances by exact ones. Every backend ranks its
+# candidates by direct float32 (a - b)^2 (the flat scan and IVF re-rank theirs), which
+# can swap only songs within ~1e-5 of each other's distance: the candidates beyond k
+# catch those across the k-th place.
+L2_MARGIN = 10
 MAX_SAMPLE = 100_000
 ROWS_PER_BLOCK = 256  # distance rows per step: memory bounded at 256 x n float64
 _TINY = 1e-12  # floor on radii and deviations: duplicates have radius 0
@@ -51,7 +56,10 @@ class Scoring:
         _check_range("scoring sample", self.sample, 2, MAX_SAMPLE)
 
     def pool_for(self, k_results: int) -> int:
-        """L2 candidates fetched to return k_results re-ranked songs."""
+        """L2 candidates fetched to return k_results re-ranked songs: max(pool, 10 k) for
+        the scorings that reorder them, k plus a margin for l2 (same order but rounding)."""
+        if self.name == "l2":
+            return k_results + max(L2_MARGIN, k_results // 4)
         return max(self.pool, 10 * k_results)
 
     def as_dict(self) -> dict[str, str | int]:

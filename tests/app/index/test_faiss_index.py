@@ -136,6 +136,24 @@ def test_exclude_song_removes_only_that_song(approximate, songs):
     assert song not in {n.song_id for n in hits} and len(hits) == K
 
 
+@pytest.mark.parametrize("removed", [False, True], ids=["all-live", "after-a-removal"])
+def test_exclude_song_leaves_the_exact_top_k_of_the_other_songs(songs, removed):
+    """The excluded song is dropped from k + 1 found, or masked when rows are dead:
+    either way the answer is brute force over every other live song."""
+    rows, vectors, queries = songs
+    index = FaissSongIndex.from_embeddings(rows, vectors, IndexSpec(kind="flat"))
+    live = np.ones(len(rows), dtype=bool)
+    if removed:
+        index.remove(rows.ids[7:8])
+        live[7] = False
+    # The song's own vector (it would be first), another song's, a query between songs.
+    for query in (vectors[42], vectors[3], queries[0]):
+        others = live.copy()
+        others[42] = False
+        found = rows_of(index.search(query, k=K, exclude_song=int(rows.ids[42])), rows)
+        assert found == brute_force(vectors, query[None, :], K, others)
+
+
 def test_songs_added_at_run_time_are_found(approximate, songs):
     rows, vectors, _ = songs
     copy = faiss.clone_index(approximate.faiss_index)  # the shared one stays as built

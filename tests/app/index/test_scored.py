@@ -304,3 +304,22 @@ def test_a_song_removed_while_its_search_reads_the_candidates_is_left_out(name):
     inner.embeddings_of = real_read
     assert reads and victim in reads[0]  # the removal did land inside the search
     assert victim not in [n.song_id for n in found] and len(found) == 5
+
+
+@pytest.mark.parametrize("where", FILTERS)
+def test_l2_over_its_short_pool_is_the_exact_top_k_of_a_catalogue_larger_than_it(where):
+    """l2 fetches k plus a margin, not the scorings' pool: on 1,500 songs, with copies of
+    one song moved by float32 ulps (ties the float32 scan cannot order), its top k is
+    still the exact float64 ranking of every song."""
+    rows, vectors = catalogue(1_500, dim=16, seed=3)
+    ulps = np.random.default_rng(4).integers(-3, 4, size=(30, 16))
+    vectors[100:130] = np.nextafter(vectors[0], vectors[0] + np.sign(ulps)) * (ulps != 0) + (
+        vectors[0] * (ulps == 0)
+    )
+    index = ScoredIndex.build(FaissSongIndex.from_embeddings(rows, vectors), scoring=Scoring())
+    assert Scoring().pool_for(7) < len(rows) // 10  # the pool covers a sliver of the songs
+    for row in (0, 101, 17, 900):
+        got = index.search(vectors[row], k=7, where=where, exclude_song=int(rows.ids[row]))[0]
+        allowed = allowed_by(rows, where, exclude_row=row)
+        expected = reference_top(rows, vectors, vectors[row], name="l2", k=7, allowed=allowed)
+        assert [n.song_id for n in got] == expected

@@ -118,9 +118,16 @@ def test_invalid_scorings_are_refused_naming_the_allowed_values(parameters, mess
         Scoring(**parameters)
 
 
-def test_the_pool_covers_ten_times_the_results_asked_for():
-    assert Scoring(pool=100).pool_for(5) == 100
-    assert Scoring(pool=100).pool_for(30) == 300
+@pytest.mark.parametrize("name", ["local-scaling", "mutual-proximity"])
+def test_the_pool_covers_ten_times_the_results_asked_for(name):
+    assert Scoring(name, pool=100).pool_for(5) == 100
+    assert Scoring(name, pool=100).pool_for(30) == 300
+
+
+def test_l2_fetches_a_margin_beyond_k_only():
+    # l2's order is the L2 candidates' own: only rounding near the k-th place can move.
+    assert Scoring(pool=100).pool_for(5) == 15
+    assert Scoring(pool=100).pool_for(100) == 125
 
 
 def test_exact_distances_put_a_saturated_song_at_zero_from_itself():
