@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     scoring_pool: int = Field(
         100, ge=100, le=100_000, description="L2 candidates re-ranked: max(10 k, this)"
     )
+    scoring_warmup: bool = Field(
+        True,
+        description="l2 service: compute the other scorings' neighbourhoods in the background "
+        "from start-up; off, from the first request for one (503 until done either way)",
+    )
 
     # Playlists, continued (issue 17): MMR costs k x pool x dimensions, the one playlist
     # cost that grows with k squared (the pool is 5k): diverse mixes have their own k bound.

@@ -20,6 +20,7 @@ from app.admission import Admission
 from app.audio_workers import AudioWorkers
 from app.config import Settings
 from app.deps import require_api_key_for_reads
+from app.index.scored import NeighbourhoodsNotReady
 from app.limits import MIN_POSTED_SONG_BYTES, BodySizeLimit
 from app.routes import (
     audio,
@@ -53,7 +54,11 @@ ERROR_RESPONSES: dict[int | str, dict] = {
         (409, "The song is stored but not indexed yet; retry"),
         (413, "The body is larger than the configured limit"),
         (422, "The request is invalid; detail says why"),
-        (503, "Busy (see Retry-After), or the work passed its time limit"),
+        (
+            503,
+            "Busy, or the scoring asked for still has its neighbourhoods computed (see "
+            "Retry-After), or the work passed its time limit",
+        ),
     ]
 }
 
@@ -110,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(405, method_not_allowed)
+    app.add_exception_handler(NeighbourhoodsNotReady, neighbourhoods_not_ready)
     app.add_middleware(
         BodySizeLimit,
         max_json_bytes=settings.max_json_bytes,
@@ -145,6 +151,14 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+async def neighbourhoods_not_ready(request: Request, exc: Exception) -> JSONResponse:
+    """A 503 for any route searching with a scoring whose neighbourhoods are being computed
+    (in the background: no request computes them), with the time they should take."""
+    assert isinstance(exc, NeighbourhoodsNotReady)
+    retry = {"Retry-After": str(exc.retry_after_s)}
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers=retry)
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:

@@ -253,11 +253,23 @@ class ModelInfo(BaseModel):
     manifest_sha256: str
 
 
+class NeighbourhoodsInfo(BaseModel):
+    """The per-song table that local-scaling and mutual-proximity need."""
+
+    state: Literal["ready", "building", "failed", "not-started"] = Field(
+        description="Searches with those scorings answer 503 until it is ready"
+    )
+    done: int = Field(description="Songs whose neighbourhood is computed")
+    total: int = Field(description="Songs indexed when the computation started")
+    error: str | None = Field(None, description="Why the last computation failed, if it did")
+
+
 class ScoringInfo(BaseModel):
     name: str = Field(description="The default scoring (MUSICSIM_SCORING or the bundle's)")
     k: int = Field(description="Neighbours whose mean distance is a song's radius")
     pool: int = Field(description="At least this many L2 candidates are re-ranked")
     allowed: list[str]
+    neighbourhoods: NeighbourhoodsInfo
 
 
 class HealthOut(BaseModel):

@@ -43,7 +43,7 @@ def main() -> None:
     )
     inner = FaissSongIndex.from_embeddings(rows, vectors)
     started = time.perf_counter()
-    index = ScoredIndex.build(inner, scoring=Scoring())
+    index = ScoredIndex.build(inner, scoring=Scoring(), eager=True)
     build = time.perf_counter() - started
     print(f"{args.songs} songs x {args.dim}: neighbourhoods built in {build:.1f} s")
     queries = vectors[rng.choice(args.songs, args.queries, replace=False)]

@@ -118,6 +118,7 @@ def main() -> None:
     for kind in args.kinds:
         env = _env(database, model, work / "index-cache", index_kind=kind)
         with Server(work, env) as server:
+            _wait_for_neighbourhoods(server.url)
             http = {c: _wrk(server.url, work / "get.lua", ids_file, c, args.duration)
                     for c in CONNECTIONS}  # fmt: skip
             posted = _wrk(server.url, work / "post.lua", bodies_file, 8, args.duration)
@@ -232,6 +233,22 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
+def _wait_for_neighbourhoods(url: str, *, timeout_s: float = 3600.0) -> None:
+    """Until /health reports the scorings' neighbourhoods ready: an l2 server computes
+    them in the background from start-up, and the cells measure it serving, not building."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/health", timeout=5.0).json()["scoring"]["neighbourhoods"]
+        if state["state"] == "ready":
+            return
+        if state["state"] == "failed":
+            raise RuntimeError(f"{url}: the neighbourhoods failed: {state['error']}")
+        time.sleep(1.0)
+    raise RuntimeError(f"{url}: the neighbourhoods were not ready after {timeout_s:.0f} s")
+
+
 def _wrk(
     url: str, script: Path, inputs: Path, connections: int, duration: int, extra: str = ""
 ) -> dict:
@@ -272,6 +289,7 @@ def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict
             model_sha256=bundle.manifest_sha256,
             scoring=bundle.scoring,
         )
+        index.ensure_neighbourhoods()  # normally read above: the server persisted them
     engine.dispose()
     ids = index.ids()
     picks = ids[np.random.default_rng(1).choice(len(ids), size=N_QUERIES, replace=False)]

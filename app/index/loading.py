@@ -39,12 +39,17 @@ EMBED_CHUNK = 20_000
 
 
 def open_index(session: Session, settings: Settings, bundle: Bundle) -> ScoredIndex:
-    """The configured index, holding every song stored in the database, searched by scoring."""
+    """The configured index, holding every song stored in the database, searched by scoring.
+
+    The service's own scoring, when not l2, has its neighbourhoods computed before this
+    returns; an l2 service's are computed in the background from now on when
+    MUSICSIM_SCORING_WARMUP is on, else from the first request for another scoring.
+    """
     dim = bundle.embedding_dim
     scoring = service_scoring(settings, bundle)
     if settings.index_backend == "faiss":
         cache = EmbeddingCache(settings.index_cache_dir) if settings.index_cache_dir else None
-        return build_index(
+        scored = build_index(
             session,
             bundle.embed,
             dim,
@@ -53,12 +58,16 @@ def open_index(session: Session, settings: Settings, bundle: Bundle) -> ScoredIn
             model_sha256=bundle.manifest_sha256,
             scoring=scoring,
         )
-    index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
-    # The collection outlives restarts: drop songs deleted while this process was away.
-    stale = np.setdiff1d(index.stored_ids(), read_song_ids(session))
-    index.remove(stale)
-    index_missing_songs(session, index, bundle.embed)
-    return ScoredIndex.build(index, scoring=scoring)
+    else:
+        index = open_milvus_collection(settings, dim=dim, model_sha256=bundle.manifest_sha256)
+        # The collection outlives restarts: drop songs deleted while this process was away.
+        stale = np.setdiff1d(index.stored_ids(), read_song_ids(session))
+        index.remove(stale)
+        index_missing_songs(session, index, bundle.embed)
+        scored = ScoredIndex.build(index, scoring=scoring)
+    if settings.scoring_warmup:
+        scored.start_neighbourhoods()  # returns at once when they are computed already
+    return scored
 
 
 def service_scoring(settings: Settings, bundle: Bundle) -> Scoring:
@@ -166,15 +175,19 @@ def build_index(
             log.warning("cannot persist the index in %s (%s)", cache.root, exc)
     # Radii come from searching this index, so they are kept per index spec and scoring k.
     name = f"neighbourhoods-{spec_digest(spec)}-k{scoring.k}-s{scoring.sample}"
-    saved = cache.load_array(key, name)
-    scored = ScoredIndex.build(index, scoring=scoring, saved=saved)
-    # An l2 service computes them on first need (ScoredIndex.build): nothing to persist yet.
-    if saved is None and scored.has_neighbourhoods:
+
+    def persist(ids: np.ndarray, table: np.ndarray) -> None:
+        """Save the table when it is computed (at build, or later in the background)."""
+        if not np.array_equal(ids, rows.ids):  # the key names the catalogue as it was read
+            log.info("songs changed while the neighbourhoods were computed: not persisted")
+            return
         try:
-            cache.save_array(key, name, scored.table)
+            cache.save_array(key, name, table)
         except OSError as exc:
             log.warning("cannot persist the neighbourhoods in %s (%s)", cache.root, exc)
-    return scored
+
+    saved = cache.load_array(key, name)
+    return ScoredIndex.build(index, scoring=scoring, saved=saved, on_computed=persist)
 
 
 def _reusable_embeddings(

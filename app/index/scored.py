@@ -9,11 +9,18 @@ definitions evaluation uses) and keeps the k best. The filters are the backend's
 while fetching the pool, so k songs come back whenever k pass.
 
 Per song it keeps a row of neighbourhood statistics, computed from the index
-itself at build when the service's scoring is not l2 (and then persisted with the
-embeddings), else at the first search that asks for another scoring: the radius
-(mean exact distance to its k nearest other songs), the distance to the k-th of
-them, and the mean and deviation of its distances to a fixed random sample of
-the catalogue (mutual proximity). `_refresh_radii` keeps
+itself: the radius (mean exact distance to its k nearest other songs), the
+distance to the k-th of them, and the mean and deviation of its distances to a
+fixed random sample of the catalogue (mutual proximity). When the service's
+scoring is not l2 they are computed at build, before the service answers (and
+persisted with the embeddings). An l2 service computes them in a background
+thread (`start_neighbourhoods`: at start-up, or at the first search that asks for
+another scoring), never inside a request: until the table is complete, a search
+with another scoring raises `NeighbourhoodsNotReady` (a 503 with Retry-After),
+so no request waits for a pass over the catalogue. The build holds the write lock
+one chunk (BUILD_BATCH songs) at a time, so adds and removals wait at most one
+chunk; after the last chunk it redoes the rows that songs added or removed
+meanwhile changed, as `_refresh_radii` does for later changes. `_refresh_radii` keeps
 them current when songs are added or removed: a new song gets its own row, and
 every song whose k nearest it enters (or leaves) is recomputed, found among the
 changed song's pool of nearest songs. Tolerance: a song that is not among a new
@@ -32,7 +39,12 @@ scoring: 0.99 is "closer than 99% of random pairs".
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import threading
+import time
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -52,10 +64,62 @@ PAIRS = 10_000  # random catalogue pairs whose scores define `similarity`
 # Reads of a search's candidates retried after a concurrent removal (each retry means
 # another song was removed meanwhile; a handful is already far beyond what happens).
 MAX_REREAD_ATTEMPTS = 8
-BUILD_BATCH = 2048  # songs whose neighbourhoods are computed per step at build
+BUILD_BATCH = 2048  # songs whose neighbourhoods are computed per hold of the write lock
+# Retry-After of a search that needs the table: before the first chunk ends the pace is
+# unknown; later, the time left at the pace so far, bounded so clients come back to look.
+DEFAULT_RETRY_S = 5
+MAX_RETRY_S = 60
 # Columns of the per-song table (float64): what scorings and radius upkeep need.
 RADIUS, KTH, MEAN, SD = range(4)
 COLUMNS = 4
+# Called with the songs (table row order) and their rows once the table is computed.
+TableSink = Callable[[np.ndarray, np.ndarray], None]
+log = logging.getLogger("musicsim.index")
+
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourhoodProgress:
+    """Where the per-song table stands (what /health and the 503s report).
+
+    state: "ready" (complete and kept current), "building" (done of total songs
+    computed), "failed" (the last build raised `error`; a search with another
+    scoring starts it again) or "not-started".
+    """
+
+    state: Literal["ready", "building", "failed", "not-started"]
+    done: int
+    total: int
+    error: str | None = None
+
+
+class NeighbourhoodsNotReady(Exception):
+    """A search asked for a scoring whose per-song table is not complete yet."""
+
+    def __init__(self, scoring: str, progress: NeighbourhoodProgress, retry_after_s: int):
+        self.scoring = scoring
+        self.progress = progress
+        self.retry_after_s = retry_after_s
+        failed = ""
+        if progress.error is not None:
+            failed = f"the last computation failed ({progress.error}); started again, "
+        super().__init__(
+            f"{scoring} needs every song's neighbourhood: {failed}{progress.done:,} of "
+            f"{progress.total:,} computed; retry after {retry_after_s} s"
+        )
+
+
+class _Stopped(Exception):
+    """The index was closed while its neighbourhoods were being computed."""
+
+
+@dataclasses.dataclass
+class _ChangesDuringBuild:
+    """Songs added or removed while the table is built (removed ones with their vectors,
+    read before they leave the backend): their rows and the radii they move are redone."""
+
+    added: set[int] = dataclasses.field(default_factory=set)
+    removed_ids: list[np.ndarray] = dataclasses.field(default_factory=list)
+    removed_vectors: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
 class ScoredIndex:
@@ -69,9 +133,11 @@ class ScoredIndex:
         ids: np.ndarray,
         table: np.ndarray | None = None,
         seed: int = 0,
+        on_computed: TableSink | None = None,
     ):
         """table: the songs' neighbourhoods (rows in `ids` order), or None to compute them
-        on first need (a search with another scoring than l2, or `table`)."""
+        (`ensure_neighbourhoods`, `start_neighbourhoods`). on_computed(ids, table) is
+        called once they are, with the songs in table row order (the cache persists it)."""
         self._inner = inner
         self.scoring = scoring
         self._seed = seed
@@ -85,6 +151,15 @@ class ScoredIndex:
         self._write = threading.Lock()
         self._pairs = self._draw_pairs(np.asarray(ids, dtype=np.int64), seed)
         self._pair_scores: dict[str, np.ndarray] = {}
+        self._on_computed = on_computed
+        # The build: one at a time (_computing), in the caller's thread or _thread.
+        self._computing = threading.Lock()
+        self._starting = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._changes: _ChangesDuringBuild | None = None  # not None while a build runs
+        self._done, self._total, self._started_at = 0, len(ids), 0.0
+        self._failure: str | None = None
 
     @classmethod
     def build(
@@ -95,17 +170,24 @@ class ScoredIndex:
         saved: np.ndarray | None = None,
         seed: int = 0,
         eager: bool | None = None,
+        on_computed: TableSink | None = None,
     ) -> ScoredIndex:
         """Neighbourhoods of every indexed song (or `saved` ones computed for these songs).
 
         eager: compute them now; by default only when `scoring` needs them (not l2).
-        Otherwise the first search with another scoring computes them: an l2 service
-        starts without a pass over the whole index (slow over Milvus), and pays it
-        once, if ever a request asks for local scaling or mutual proximity.
+        Otherwise `start_neighbourhoods` computes them in the background: an l2 service
+        starts without a pass over the whole index (slow over Milvus).
         """
         ids = inner.ids()
         usable = saved is not None and saved.shape == (len(ids), COLUMNS)
-        index = cls(inner, scoring=scoring, ids=ids, table=saved if usable else None, seed=seed)
+        index = cls(
+            inner,
+            scoring=scoring,
+            ids=ids,
+            table=saved if usable else None,
+            seed=seed,
+            on_computed=on_computed,
+        )
         if eager if eager is not None else scoring.name != "l2":
             index.ensure_neighbourhoods()
         return index
@@ -116,20 +198,115 @@ class ScoredIndex:
         return self._ready
 
     def ensure_neighbourhoods(self) -> None:
-        """Compute every indexed song's neighbourhood row, unless done already."""
+        """Compute every indexed song's neighbourhood row in this thread, unless done
+        already (a background build under way is waited for, and redone if it failed)."""
         if self._ready:
             return
-        with self._write:  # adds and removals wait: the table is complete when they resume
-            if self._ready:
+        with self._computing:
+            if not self._ready:
+                self._compute_neighbourhoods()
+
+    def start_neighbourhoods(self, *, after_chunk: Callable[[int], None] | None = None) -> None:
+        """Compute the neighbourhoods in a background thread, unless done or under way.
+
+        after_chunk(songs done) runs in that thread after each chunk, outside the write
+        lock: where adds and removals may land (tests pause the build there).
+        """
+        with self._starting:
+            if self._ready or (self._thread is not None and self._thread.is_alive()):
                 return
+            self._done, self._total = 0, len(self._pos)
+            self._started_at = time.monotonic()
+            self._thread = threading.Thread(
+                target=self._compute_in_background,
+                args=(after_chunk,),
+                name="neighbourhoods",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def wait_for_neighbourhoods(self, timeout_s: float | None = None) -> bool:
+        """Wait for a background build to end (at most timeout_s); whether the table is ready."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        return self._ready
+
+    def neighbourhood_progress(self) -> NeighbourhoodProgress:
+        if self._ready:
+            return NeighbourhoodProgress("ready", len(self._pos), len(self._pos))
+        if self._thread is not None and self._thread.is_alive():
+            return NeighbourhoodProgress("building", self._done, self._total, self._failure)
+        if self._failure is not None:
+            return NeighbourhoodProgress("failed", self._done, self._total, self._failure)
+        return NeighbourhoodProgress("not-started", 0, len(self._pos))
+
+    def _retry_after_s(self) -> int:
+        """Seconds until the build is likely done, at the pace it has kept so far."""
+        if self._done == 0:
+            return DEFAULT_RETRY_S
+        elapsed = time.monotonic() - self._started_at
+        left = elapsed * (self._total - self._done) / self._done
+        return int(min(max(math.ceil(left), 1), MAX_RETRY_S))
+
+    def _compute_in_background(self, after_chunk: Callable[[int], None] | None) -> None:
+        try:
+            with self._computing:
+                if not self._ready:
+                    self._compute_neighbourhoods(after_chunk)
+        except _Stopped:
+            return
+        except Exception as exc:  # reported by /health and the 503s; a later search restarts it
+            log.exception("computing the scorings' neighbourhoods failed")
+            self._failure = f"{type(exc).__name__}: {exc}"
+
+    def _compute_neighbourhoods(self, after_chunk: Callable[[int], None] | None = None) -> None:
+        """Every song's row, holding the write lock one chunk at a time: adds and removals
+        wait at most one chunk, and what they change meanwhile is redone after the last."""
+        with self._write:
             ids = np.fromiter(self._pos, dtype=np.int64, count=len(self._pos))
             self._draw_sample()
+            changes = self._changes = _ChangesDuringBuild()
+            self._done, self._total = 0, len(ids)
+        try:
             for start in range(0, len(ids), BUILD_BATCH):
-                chunk = ids[start : start + BUILD_BATCH]
-                rows = self._neighbourhood_rows(self._inner.embeddings_of(chunk), own_ids=chunk)
-                self._table[[self._pos[int(i)] for i in chunk]] = rows
-            self._pair_scores.clear()
-            self._ready = True
+                if self._stop.is_set():
+                    raise _Stopped
+                with self._write:
+                    self._fill_rows(ids[start : start + BUILD_BATCH])  # skips songs removed
+                    self._done = min(start + BUILD_BATCH, len(ids))
+                if after_chunk is not None:
+                    after_chunk(self._done)
+            with self._write:
+                self._redo_changes(changes)
+                self._pair_scores.clear()
+                self._ready, self._changes, self._failure = True, None, None
+                ordered, table = self._table_in_row_order()
+        finally:
+            self._changes = None  # failed or stopped: the next build starts afresh
+        if self._on_computed is not None:
+            try:
+                self._on_computed(ordered, table)
+            except Exception:  # persisting is an optimisation: the table serves regardless
+                log.exception("the computed neighbourhoods could not be handed on")
+
+    def _redo_changes(self, changes: _ChangesDuringBuild) -> None:
+        """Rows of songs added during the build, and of songs whose k nearest the adds
+        and removals changed (their rows may predate the change)."""
+        added = np.array(sorted(i for i in changes.added if i in self._pos), dtype=np.int64)
+        redo = [added]
+        if len(added):
+            redo.append(self._affected_by(self._inner.embeddings_of(added), added, added=True))
+        if changes.removed_ids:
+            removed = np.concatenate(changes.removed_ids)
+            vectors = np.concatenate(changes.removed_vectors)
+            redo.append(self._affected_by(vectors, removed, added=False))
+        self._recompute(np.unique(np.concatenate(redo)))
+
+    def _table_in_row_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The indexed songs in table row order and a copy of their rows."""
+        ids = np.array(sorted(self._pos, key=self._pos.__getitem__), dtype=np.int64)
+        return ids, self._table[[self._pos[int(i)] for i in ids]].copy()
 
     def _draw_sample(self) -> None:
         """The mutual-proximity sample: fixed songs of the catalogue as it is now."""
@@ -177,6 +354,9 @@ class ScoredIndex:
         return self._inner.embeddings_of(song_ids)
 
     def close(self) -> None:
+        self._stop.set()  # a background build stops after its chunk
+        if self._thread is not None:
+            self._thread.join()
         self._inner.close()
 
     def add(self, rows: SongRows, embeddings: np.ndarray) -> int:
@@ -187,7 +367,9 @@ class ScoredIndex:
             # Placeholder rows first: a search may see a new song as soon as the backend has it.
             self._extend(new_ids, np.zeros((len(new_ids), COLUMNS)))
             added = self._inner.add(rows, embeddings)
-            if len(new_ids) and self._ready:
+            if self._changes is not None:  # a build is under way: it redoes them at its end
+                self._changes.added.update(map(int, new_ids))
+            elif len(new_ids) and self._ready:
                 vectors = np.asarray(embeddings, dtype=np.float32)[new]
                 self._refresh_radii(new_ids, vectors, added=True)
             return added
@@ -197,7 +379,10 @@ class ScoredIndex:
         with self._write:
             present = np.array([i for i in map(int, song_ids) if i in self._pos], dtype=np.int64)
             affected: np.ndarray | list[int] = []
-            if len(present) and self._ready:
+            if len(present) and self._changes is not None:  # the build redoes them at its end
+                self._changes.removed_ids.append(present)
+                self._changes.removed_vectors.append(self._inner.embeddings_of(present))
+            elif len(present) and self._ready:
                 vectors = self._inner.embeddings_of(present)
                 affected = self._affected_by(vectors, present, added=False)
             removed = self._inner.remove(song_ids)
@@ -219,8 +404,11 @@ class ScoredIndex:
     ) -> list[list[Neighbour]]:
         """The k best-scored songs for each query vector, among its pool of L2 candidates."""
         scoring = self.resolve(scoring)
-        if scoring.name != "l2":
-            self.ensure_neighbourhoods()
+        if scoring.name != "l2" and not self._ready:
+            self.start_neighbourhoods()  # never computed here: a request's time is bounded
+            raise NeighbourhoodsNotReady(
+                scoring.name, self.neighbourhood_progress(), self._retry_after_s()
+            )
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         found = self._inner.search(
             queries, k=scoring.pool_for(k), where=where, exclude_song=exclude_song
@@ -397,12 +585,16 @@ class ScoredIndex:
         return np.array(sorted(affected), dtype=np.int64)
 
     def _recompute(self, song_ids: np.ndarray) -> None:
+        if self._fill_rows(song_ids):
+            self._pair_scores.clear()  # radii moved: pair scores are recomputed on next use
+
+    def _fill_rows(self, song_ids: np.ndarray) -> int:
+        """Compute the rows of those songs still indexed; how many there were."""
         song_ids = np.asarray([i for i in song_ids if int(i) in self._pos], dtype=np.int64)
-        if len(song_ids) == 0:
-            return
-        rows = self._neighbourhood_rows(self._inner.embeddings_of(song_ids), own_ids=song_ids)
-        self._table[[self._pos[int(i)] for i in song_ids]] = rows
-        self._pair_scores.clear()  # radii moved: pair scores are recomputed on next use
+        if len(song_ids):
+            rows = self._neighbourhood_rows(self._inner.embeddings_of(song_ids), own_ids=song_ids)
+            self._table[[self._pos[int(i)] for i in song_ids]] = rows
+        return len(song_ids)
 
 
 def distances_blockwise(queries: np.ndarray, songs: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """GET /health."""
 
+import dataclasses
+
 from fastapi import APIRouter
 
 from app.deps import BundleDep, IndexDep
-from app.schemas import HealthOut, ModelInfo, ScoringInfo
+from app.schemas import HealthOut, ModelInfo, NeighbourhoodsInfo, ScoringInfo
 from training.evaluation.scoring import SCORINGS
 
 router = APIRouter(tags=["health"])
@@ -11,10 +13,18 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=HealthOut)
 def read_health(index: IndexDep, bundle: BundleDep) -> HealthOut:
-    """Liveness, the number of songs indexed, the index kind built and the model served."""
+    """Liveness, the number of songs indexed, the index kind built, the model served and
+    the scorings' state."""
     model = ModelInfo(name=bundle.name, manifest_sha256=bundle.manifest_sha256)
     chosen = index.scoring
-    scoring = ScoringInfo(name=chosen.name, k=chosen.k, pool=chosen.pool, allowed=list(SCORINGS))
+    progress = dataclasses.asdict(index.neighbourhood_progress())
+    scoring = ScoringInfo(
+        name=chosen.name,
+        k=chosen.k,
+        pool=chosen.pool,
+        allowed=list(SCORINGS),
+        neighbourhoods=NeighbourhoodsInfo(**progress),
+    )
     return HealthOut(
         status="ok",
         songs_indexed=len(index),

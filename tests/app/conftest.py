@@ -124,13 +124,16 @@ def milvus_lite_uri(tmp_path_factory) -> str:
 
 @pytest.fixture
 def index_settings(request, index_backend) -> dict:
-    """Settings for the chosen backend; on Milvus, a collection of this test's own."""
+    """Settings for the chosen backend; on Milvus, a collection of this test's own, and
+    no start-up build of the scorings' neighbourhoods (Milvus Lite searches by brute force
+    in Python: it would compete with the test for the CPU)."""
     if index_backend == "faiss":
         return {"index_backend": "faiss"}
     return {
         "index_backend": "milvus",
         "milvus_uri": request.getfixturevalue("milvus_lite_uri"),
         "milvus_collection": f"test_{uuid.uuid4().hex}",
+        "scoring_warmup": False,
     }
 
 
@@ -162,7 +165,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def client(settings):
+    """A started service; its start-up build of the scorings' neighbourhoods (if any) is
+    waited for, so requests for any scoring answer at once."""
     with TestClient(create_app(settings)) as client:
+        client.app.state.service.index.wait_for_neighbourhoods()
         yield client
 
 

@@ -189,6 +189,8 @@ def test_a_song_added_through_one_process_is_served_by_another(settings, catalog
         two.app.state.service.follower.poll_once()
         body = two.get(f"/songs/{song}/similar", params={"k": 1}).json()
         assert body["results"][0]["id"] == int(catalogue.track_ids[8])
+        for client in (one, two):  # their start-up builds, which /health reports
+            client.app.state.service.index.wait_for_neighbourhoods()
         assert one.get("/health").json() == two.get("/health").json()
         assert two.app.state.service.follower.poll_once() == 0  # nothing indexed twice
 

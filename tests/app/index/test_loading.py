@@ -42,7 +42,7 @@ def test_songs_embedded_in_chunks_equal_their_features_embedded_at_once(
     np.testing.assert_array_equal(out, 2.0 * catalogue.features[rows][:, [0, 517]])
 
 
-def test_neighbourhoods_are_persisted_when_the_service_scoring_needs_them_and_reused(
+def test_neighbourhoods_are_persisted_when_computed_at_build_or_in_the_background_and_reused(
     database_url, tmp_path
 ):
     from app.index.cache import EmbeddingCache
@@ -50,23 +50,33 @@ def test_neighbourhoods_are_persisted_when_the_service_scoring_needs_them_and_re
     from training.evaluation.scoring import Scoring
 
     embed = _CountingEmbed()
-    cache = EmbeddingCache(tmp_path / "cache")
     engine = open_database(database_url)
 
-    def start(scoring):
+    def start(scoring, folder="cache"):
+        cache = EmbeddingCache(tmp_path / folder)
         with Session(engine) as session:
             return build_index(session, embed, 2, cache=cache, model_sha256="m", scoring=scoring)
 
     try:
-        plain = start(Scoring(k=5))  # l2: computed on first need, so nothing is saved
+        plain = start(Scoring(k=5))  # l2: nothing computed at build, so nothing saved
         assert not plain.has_neighbourhoods
         assert not list((tmp_path / "cache").rglob("neighbourhoods-*.npy"))
-        scaled = start(Scoring("local-scaling", k=5))
-        assert scaled.has_neighbourhoods
+        plain.start_neighbourhoods()  # what the service's warm-up does
+        assert plain.wait_for_neighbourhoods(timeout_s=120)
         (saved,) = (tmp_path / "cache").rglob("neighbourhoods-*.npy")
-        np.testing.assert_array_equal(np.load(saved), scaled.table)
+        np.testing.assert_array_equal(np.load(saved), plain.table)
         np.save(saved, np.load(saved) + 1.0)  # a marker: the next start must read this file
-        again = start(Scoring("local-scaling", k=5))
-        np.testing.assert_array_equal(again.table, scaled.table + 1.0)
+        scaled = start(Scoring("local-scaling", k=5))
+        np.testing.assert_array_equal(scaled.table, plain.table + 1.0)
+        eager = start(Scoring("local-scaling", k=5), folder="other-cache")  # computed at build
+        (saved,) = (tmp_path / "other-cache").rglob("neighbourhoods-*.npy")
+        np.testing.assert_array_equal(np.load(saved), eager.table)
+        np.testing.assert_array_equal(eager.table, plain.table)
+        # Songs removed before the build ends: the table no longer fits the cache entry.
+        changed = start(Scoring(k=5), folder="third-cache")
+        changed.remove(changed.ids()[:2])
+        changed.start_neighbourhoods()
+        assert changed.wait_for_neighbourhoods(timeout_s=120)
+        assert not list((tmp_path / "third-cache").rglob("neighbourhoods-*.npy"))
     finally:
         engine.dispose()

@@ -1,5 +1,7 @@
 """The scored index against a direct numpy reference: re-rank, radii upkeep, exact distances."""
 
+import threading
+
 import faiss
 import numpy as np
 import pytest
@@ -7,9 +9,18 @@ from scipy.spatial.distance import cdist
 from scoring_reference import allowed_by, reference_top
 
 from app.catalogue.rows import SongRows
+from app.index import scored
 from app.index.faiss_index import FaissSongIndex
 from app.index.protocol import Near, Neighbour, SongFilter
-from app.index.scored import KTH, MEAN, RADIUS, SD, ScoredIndex
+from app.index.scored import (
+    KTH,
+    MEAN,
+    RADIUS,
+    SD,
+    NeighbourhoodProgress,
+    NeighbourhoodsNotReady,
+    ScoredIndex,
+)
 from training.evaluation.scoring import SCORINGS, Scoring
 
 K_RADIUS = 5
@@ -45,7 +56,7 @@ FILTERS = [
 def small():
     rows, vectors = catalogue(90)  # the pool (100) covers every song
     inner = FaissSongIndex.from_embeddings(rows, vectors)
-    return rows, vectors, ScoredIndex.build(inner, scoring=Scoring(k=K_RADIUS))
+    return rows, vectors, ScoredIndex.build(inner, scoring=Scoring(k=K_RADIUS), eager=True)
 
 
 @pytest.mark.parametrize("name", SCORINGS)
@@ -117,7 +128,7 @@ def test_own_vectors_are_at_distance_exactly_zero_in_a_saturated_catalogue():
     # (The flat kind's own scan re-ranks with sum((x - q)^2) and no longer shows it.)
     raw_d, raw_rows = faiss.knn(vectors, vectors, 2)
     assert ((raw_d[:, 0] != 0.0) | (raw_rows[:, 0] != np.arange(n))).any()
-    index = ScoredIndex.build(inner, scoring=Scoring())
+    index = ScoredIndex.build(inner, scoring=Scoring(), eager=True)
     for name in SCORINGS:
         found = index.search(vectors, k=2, scoring=name)
         for song, neighbours in enumerate(found):
@@ -248,23 +259,29 @@ def test_an_index_serving_another_scoring_computes_its_neighbourhoods_at_build()
     assert index.has_neighbourhoods and backend.searches == len(rows)  # one per song
 
 
-def test_neighbourhoods_computed_on_first_need_after_adds_and_removals_equal_a_fresh_build():
+def fresh_index(rows: SongRows, vectors: np.ndarray, keep: np.ndarray, scoring: Scoring):
+    """A full recomputation: an index built eagerly over the songs `keep` selects."""
+    kept = SongRows(*(c[keep] for c in rows.columns()))
+    return ScoredIndex.build(
+        FaissSongIndex.from_embeddings(kept, vectors[keep]), scoring=scoring, eager=True
+    )
+
+
+def test_a_search_for_another_scoring_starts_the_build_and_never_computes_it_itself():
     rows, vectors = catalogue(400, seed=6)
     first = SongRows(*(c[:300] for c in rows.columns()))
-    index = ScoredIndex.build(
-        FaissSongIndex.from_embeddings(first, vectors[:300]), scoring=Scoring(k=K_RADIUS, sample=80)
-    )
+    backend = CountingSearches(FaissSongIndex.from_embeddings(first, vectors[:300]))
+    index = ScoredIndex.build(backend, scoring=Scoring(k=K_RADIUS, sample=80))
     index.add(SongRows(*(c[300:] for c in rows.columns())), vectors[300:])
     gone = rows.ids[::9]
     index.remove(gone)
-    assert not index.has_neighbourhoods
-    found = index.search(vectors[1], k=8, scoring="local-scaling")[0]  # the first need
-    assert index.has_neighbourhoods
+    assert index.neighbourhood_progress().state == "not-started" and backend.searches == 0
+    with pytest.raises(NeighbourhoodsNotReady, match="^local-scaling needs every song's") as e:
+        index.search(vectors[1], k=8, scoring="local-scaling")
+    assert e.value.scoring == "local-scaling" and e.value.retry_after_s >= 1
+    assert index.wait_for_neighbourhoods(timeout_s=120)  # started by that search
     keep = ~np.isin(rows.ids, gone)
-    fresh = ScoredIndex.build(
-        FaissSongIndex.from_embeddings(SongRows(*(c[keep] for c in rows.columns())), vectors[keep]),
-        scoring=Scoring("local-scaling", k=K_RADIUS, sample=80),
-    )
+    fresh = fresh_index(rows, vectors, keep, Scoring("local-scaling", k=K_RADIUS, sample=80))
     ids = rows.ids[keep]
     np.testing.assert_allclose(table_by_id(index, ids), table_by_id(fresh, ids), rtol=1e-12)
     for name in ("local-scaling", "mutual-proximity"):
@@ -272,12 +289,109 @@ def test_neighbourhoods_computed_on_first_need_after_adds_and_removals_equal_a_f
             got = index.search(vectors[row], k=8, scoring=name)[0]
             expected = fresh.search(vectors[row], k=8, scoring=name)[0]
             assert [n.song_id for n in got] == [n.song_id for n in expected]
-    assert found[0].song_id == rows.ids[1]
     # From then on adds keep them current, as an eager index's are.
     more_rows, more = catalogue(20, seed=7)
     more_rows = SongRows(more_rows.ids + 10_000, *more_rows.columns()[1:])
     index.add(more_rows, more)
     assert table_by_id(index, more_rows.ids)[:, RADIUS].min() > 0
+
+
+class PausedBuild:
+    """`after_chunk` for `start_neighbourhoods`: the build waits after its chunk that
+    ends with `done` songs until released, so a test acts while it is under way."""
+
+    def __init__(self, done: int):
+        self.done = done
+        self.paused = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, done: int) -> None:
+        if done == self.done:
+            self.paused.set()
+            self.release.wait()
+
+
+def test_adds_and_removals_during_a_background_build_end_with_a_full_recomputation(
+    monkeypatch,
+):
+    monkeypatch.setattr(scored, "BUILD_BATCH", 64)  # five chunks for 300 songs
+    rows, vectors = catalogue(400, seed=8)
+    scoring = Scoring(k=K_RADIUS, sample=80)
+    first = np.arange(400) < 300
+    then_rows = SongRows(*(c[first] for c in rows.columns()))
+    backend = CountingSearches(FaissSongIndex.from_embeddings(then_rows, vectors[first]))
+    index = ScoredIndex.build(backend, scoring=scoring)
+    pause = PausedBuild(done=128)
+    index.start_neighbourhoods(after_chunk=pause)
+    try:
+        assert pause.paused.wait(timeout=120)
+        assert index.neighbourhood_progress() == NeighbourhoodProgress("building", 128, 300)
+        searches = backend.searches
+        with pytest.raises(NeighbourhoodsNotReady, match="128 of 300 computed"):
+            index.search(vectors[1], k=8, scoring="mutual-proximity")
+        assert backend.searches == searches  # the request searched nothing itself
+        # Songs computed already (rows 0..127) and not yet, old and new, leave; new ones come.
+        new = SongRows(*(c[300:] for c in rows.columns()))
+        index.add(new, vectors[300:])
+        gone = rows.ids[np.r_[3:120:7, 130:300:11, 305:400:13]]
+        index.remove(gone)
+    finally:
+        pause.release.set()
+    assert index.wait_for_neighbourhoods(timeout_s=120)
+    keep = ~np.isin(rows.ids, gone)
+    ids = rows.ids[keep]
+    got = table_by_id(index, ids)
+    fresh = table_by_id(fresh_index(rows, vectors, keep, scoring), ids)
+    np.testing.assert_allclose(got[:, [RADIUS, KTH]], fresh[:, [RADIUS, KTH]], rtol=1e-12)
+    # The mutual-proximity sample is the catalogue's when the build began, as for an index
+    # built then and changed afterwards (the upkeep tests above check that path).
+    then = fresh_index(rows, vectors, first, scoring)
+    then.add(new, vectors[300:])
+    then.remove(gone)
+    np.testing.assert_allclose(got, table_by_id(then, ids), rtol=1e-12)
+    moved = table_by_id(fresh_index(rows, vectors, first, scoring), rows.ids[first & keep])
+    assert not np.allclose(moved[:, RADIUS], got[: len(moved), RADIUS])  # the changes mattered
+
+
+def test_a_failed_build_is_reported_and_the_next_search_starts_it_again():
+    rows, vectors = catalogue(120, seed=9)
+    backend = CountingSearches(FaissSongIndex.from_embeddings(rows, vectors))
+    index = ScoredIndex.build(backend, scoring=Scoring(k=K_RADIUS))
+    real_search = backend.search
+
+    def broken(vectors, **kwargs):
+        raise RuntimeError("the backend went away")
+
+    backend.search = broken
+    index.start_neighbourhoods()
+    assert not index.wait_for_neighbourhoods(timeout_s=120)
+    progress = index.neighbourhood_progress()
+    assert progress.state == "failed" and "RuntimeError: the backend went away" in progress.error
+    backend.search = real_search
+    with pytest.raises(NeighbourhoodsNotReady, match="the last computation failed .*the backend"):
+        index.search(vectors[0], k=5, scoring="local-scaling")
+    assert index.wait_for_neighbourhoods(timeout_s=120)
+    assert index.neighbourhood_progress() == NeighbourhoodProgress("ready", 120, 120)
+    expected = fresh_index(rows, vectors, np.ones(120, bool), Scoring(k=K_RADIUS))
+    np.testing.assert_allclose(
+        table_by_id(index, rows.ids), table_by_id(expected, rows.ids), rtol=1e-12
+    )
+
+
+def test_the_computed_table_is_handed_on_with_its_songs_in_row_order():
+    rows, vectors = catalogue(150, seed=10)
+    handed = []
+    index = ScoredIndex.build(
+        FaissSongIndex.from_embeddings(rows, vectors),
+        scoring=Scoring(k=K_RADIUS),
+        on_computed=lambda ids, table: handed.append((ids, table)),
+    )
+    index.remove(rows.ids[:5])
+    index.start_neighbourhoods()
+    assert index.wait_for_neighbourhoods(timeout_s=120)
+    ((ids, table),) = handed
+    np.testing.assert_array_equal(ids, rows.ids[5:])
+    np.testing.assert_array_equal(table, table_by_id(index, rows.ids[5:]))
 
 
 @pytest.mark.parametrize("name", SCORINGS)

@@ -26,6 +26,7 @@ def served(request, settings):
             "index_backend": "milvus",
             "milvus_uri": request.getfixturevalue("milvus_lite_uri"),
             "milvus_collection": f"test_{uuid.uuid4().hex}",
+            "scoring_warmup": False,
         }
     else:
         update["index_kind"] = request.param

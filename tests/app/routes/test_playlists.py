@@ -41,6 +41,7 @@ def on_milvus(sqlite_template, bundle_dir, tmp_path_factory, milvus_lite_uri):
         index_backend="milvus",
         milvus_uri=milvus_lite_uri,
         milvus_collection=f"test_{uuid.uuid4().hex}",
+        scoring_warmup=False,  # its brute-force searches would compete with the tests'
         _env_file=None,
     )
     with TestClient(create_app(settings)) as client:
