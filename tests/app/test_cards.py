@@ -211,6 +211,8 @@ def test_answers_follow_an_add_a_patch_and_a_delete_at_once(client, settings, ca
 
 
 def test_a_follower_poll_brings_another_process_song_into_the_answers(settings, catalogue):
+    # Only the polls below: the follower's own thread (every second) would race them.
+    settings = settings.model_copy(update={"sync_interval_seconds": 3600})
     with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
         song = one.post("/songs", json=song_body(catalogue, "From one", position=12)).json()["id"]
         assert two.get(f"/songs/{song}/similar").status_code == 409  # stored, not yet known
