@@ -12,15 +12,18 @@ Per song it keeps a row of neighbourhood statistics, computed from the index
 itself: the radius (mean exact distance to its k nearest other songs), the
 distance to the k-th of them, and the mean and deviation of its distances to a
 fixed random sample of the catalogue (mutual proximity). When the service's
-scoring is not l2 they are computed at build, before the service answers (and
-persisted with the embeddings). An l2 service computes them in a background
-thread (`start_neighbourhoods`: at start-up, or at the first search that asks for
-another scoring), never inside a request: until the table is complete, a search
-with another scoring raises `NeighbourhoodsNotReady` (a 503 with Retry-After),
-so no request waits for a pass over the catalogue. The build holds the write lock
-one chunk (BUILD_BATCH songs) at a time, so adds and removals wait at most one
-chunk; after the last chunk it redoes the rows that songs added or removed
-meanwhile changed, as `_refresh_radii` does for later changes. `_refresh_radii` keeps
+scoring is not l2 they are computed at build, before the service answers. An l2
+service computes them in a background thread (`start_neighbourhoods`: at start-up,
+or at the first search that asks for another scoring), never inside a request:
+until the table is complete, a search with another scoring raises
+`NeighbourhoodsNotReady` (a 503 with Retry-After), so no request waits for a pass
+over the catalogue. Either way `on_computed` is handed the table (the cache
+persists it with the embeddings). The build holds the write lock one chunk
+(BUILD_BATCH songs) at a time, so adds and removals wait at most one chunk; after
+the last chunk it redoes the rows of songs added meanwhile and of the songs whose
+k nearest the adds and removals changed (`_affected_by`, as for later changes;
+tests/app/index/test_scored.py compares the result with a full recomputation).
+Once the table is complete, `_refresh_radii` keeps
 them current when songs are added or removed: a new song gets its own row, and
 every song whose k nearest it enters (or leaves) is recomputed, found among the
 changed song's pool of nearest songs. Tolerance: a song that is not among a new
