@@ -56,8 +56,8 @@ ERROR_RESPONSES: dict[int | str, dict] = {
         (422, "The request is invalid; detail says why"),
         (
             503,
-            "Busy, or the scoring asked for still has its neighbourhoods computed (see "
-            "Retry-After), or the work passed its time limit",
+            "Busy, or the scoring asked for is still being prepared (see Retry-After), "
+            "or the work passed its time limit",
         ),
     ]
 }
