@@ -41,12 +41,13 @@ scoring: 0.99 is "closer than 99% of random pairs".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -152,6 +153,10 @@ class ScoredIndex:
         if self._ready:
             self._draw_sample()
         self._write = threading.Lock()
+        # Adds and removals waiting for _write: the build lets them go before its next
+        # chunk (a Lock is not fair: its releasing thread would usually take it again).
+        self._turn = threading.Condition()
+        self._writers_waiting = 0
         self._pairs = self._draw_pairs(np.asarray(ids, dtype=np.int64), seed)
         self._pair_scores: dict[str, np.ndarray] = {}
         self._on_computed = on_computed
@@ -275,6 +280,8 @@ class ScoredIndex:
             for start in range(0, len(ids), BUILD_BATCH):
                 if self._stop.is_set():
                     raise _Stopped
+                with self._turn:
+                    self._turn.wait_for(lambda: self._writers_waiting == 0)
                 with self._write:
                     self._fill_rows(ids[start : start + BUILD_BATCH])  # skips songs removed
                     self._done = min(start + BUILD_BATCH, len(ids))
@@ -362,9 +369,25 @@ class ScoredIndex:
             self._thread.join()
         self._inner.close()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock for an add or removal, taken ahead of the build's next chunk."""
+        with self._turn:
+            self._writers_waiting += 1
+        try:
+            self._write.acquire()
+        finally:
+            with self._turn:
+                self._writers_waiting -= 1
+                self._turn.notify_all()
+        try:
+            yield
+        finally:
+            self._write.release()
+
     def add(self, rows: SongRows, embeddings: np.ndarray) -> int:
         """Index new songs, then refresh the radii they change."""
-        with self._write:
+        with self._writing():
             new = np.array([int(i) not in self._pos for i in rows.ids], dtype=bool)
             new_ids = np.asarray(rows.ids, dtype=np.int64)[new]
             # Placeholder rows first: a search may see a new song as soon as the backend has it.
@@ -379,7 +402,7 @@ class ScoredIndex:
 
     def remove(self, song_ids: np.ndarray) -> int:
         """Remove songs from the backend (its `remove`), then refresh the radii they held."""
-        with self._write:
+        with self._writing():
             present = np.array([i for i in map(int, song_ids) if i in self._pos], dtype=np.int64)
             affected: np.ndarray | list[int] = []
             if len(present) and self._changes is not None:  # the build redoes them at its end
