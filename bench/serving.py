@@ -39,11 +39,13 @@ from load import FMA_ARTISTS, FMA_TRACKS, _free_port, _proc_status_kib, _stop
 from perf import Server, _env, _header, _musicsim
 from sqlalchemy.orm import Session
 
+from app.cards import SongCards
 from app.catalogue.reads import read_index_rows
 from app.db import open_database
 from app.index.cache import EmbeddingCache
 from app.index.kinds import INDEX_KINDS, IndexSpec
 from app.index.loading import build_index
+from app.similarity import search_distinct
 from training.artefacts import load_bundle
 from training.evaluation.scoring import SCORINGS
 
@@ -116,9 +118,14 @@ def main() -> None:
     floor = _floor(work, ids_file, duration=args.duration)
     results, scored = {}, {}
     for kind in args.kinds:
-        env = _env(database, model, work / "index-cache", index_kind=kind)
+        scorings = SCORINGS if kind in args.scoring_kinds else ("l2",)
+        # Other kinds serve l2 only: no background build competing with their cells (the
+        # flat kind's is an exact pass over the catalogue per song).
+        warmup = "true" if len(scorings) > 1 else "false"
+        env = _env(database, model, work / "index-cache", index_kind=kind, scoring_warmup=warmup)
         with Server(work, env) as server:
-            _wait_for_neighbourhoods(server.url)
+            if len(scorings) > 1:
+                _wait_for_neighbourhoods(server.url)
             http = {c: _wrk(server.url, work / "get.lua", ids_file, c, args.duration)
                     for c in CONNECTIONS}  # fmt: skip
             posted = _wrk(server.url, work / "post.lua", bodies_file, 8, args.duration)
@@ -132,7 +139,7 @@ def main() -> None:
                     }
             rss = _proc_status_kib(server.process.pid, "VmHWM") / 1024
         # After the server: it persisted the embeddings, index and radii this reuses.
-        alone = _in_process(kind, database, model, work / "index-cache")
+        alone = _in_process(kind, database, model, work / "index-cache", scorings=scorings)
         results[kind] = (http, posted, alone, rss)
         if by_scoring:
             scored[kind] = (by_scoring, alone)
@@ -160,14 +167,13 @@ def _arguments() -> argparse.Namespace:
         "--epochs", type=int, default=20, help="of the model trained once (no cost depends on it)"
     )
     parser.add_argument(
-        "--scoring-kinds", default="flat,hnsw", help="kinds also measured per scoring= value"
+        "--scoring-kinds", default="hnsw", help="kinds also measured per scoring= value"
     )
     parser.add_argument(
         "--flat-alone",
         action="store_true",
         help="only the flat kind in this process: one query vs BLAS, 8 threads with and "
-        "without coalescing (no server: its start-up builds the scorings' radii by exact "
-        "search, minutes of CPU at FMA size)",
+        "without coalescing (no server)",
     )
     parser.add_argument("--prepare-only", action="store_true", help="build data, model, database")
     args = parser.parse_args()
@@ -269,12 +275,15 @@ def _wrk(
     }
 
 
-def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict:
+def _in_process(
+    kind: str, database: Path, model: Path, cache_dir: Path, *, scorings: tuple[str, ...]
+) -> dict:
     """p50 ms of searches alone, in this process, on the index the server built.
 
-    `backend`: the FAISS kind alone at k=10. Per scoring: what the route runs, the
-    ScoredIndex over it (a pool of max(10 k, 100) L2 candidates re-ranked in float64).
-    Coalescing off: one query at a time.
+    `backend`: the FAISS kind alone at k=10. Per scoring: what the route runs,
+    `search_distinct` over the ScoredIndex (its pool of L2 candidates re-ranked in
+    float64, copies of one recording dropped, keys from the song cards). Coalescing off:
+    one query at a time. Scorings other than l2 read the neighbourhoods the server persisted.
     """
     bundle = load_bundle(model)
     engine = open_database(f"sqlite:///{database}")
@@ -289,7 +298,9 @@ def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict
             model_sha256=bundle.manifest_sha256,
             scoring=bundle.scoring,
         )
-        index.ensure_neighbourhoods()  # normally read above: the server persisted them
+        if scorings != ("l2",):
+            index.ensure_neighbourhoods()  # normally read above: the server persisted them
+        cards = SongCards.load(session)
     engine.dispose()
     ids = index.ids()
     picks = ids[np.random.default_rng(1).choice(len(ids), size=N_QUERIES, replace=False)]
@@ -305,8 +316,12 @@ def _in_process(kind: str, database: Path, model: Path, cache_dir: Path) -> dict
 
     backend = index.backend
     found = {"backend": p50(lambda v, s: backend.search(v, k=10, exclude_song=s))}
-    for name in SCORINGS:
-        found[name] = p50(lambda v, s, n=name: index.search(v, k=10, exclude_song=s, scoring=n))
+    for name in scorings:
+        found[name] = p50(
+            lambda v, s, n=name: search_distinct(
+                index, v, keys_of=cards.recording_keys, k=10, exclude_song=s, scoring=n
+            )
+        )
     return found
 
 
@@ -444,9 +459,11 @@ def _report(floor: dict, results: dict, blas: float, *, n_songs: int, duration: 
         "songs' features. One `musicsim serve` process, SQLite, default settings "
         "(coalescing on for flat: MUSICSIM_COALESCE_WAIT_MS=0.5). In-process: the same kind "
         f"searched alone, {N_QUERIES} single queries, coalescing off: the kind alone at k=10, "
-        "and the route's search (ScoredIndex, l2: a pool of 100 L2 candidates re-ranked in "
-        "float64), on the index the server built and persisted. HTTP p50 / in-process divides "
-        "by the route's search.",
+        "and the route's search (search_distinct over the ScoredIndex, l2: k + 8 asked, "
+        "k + 10 more L2 candidates re-ranked in float64, copies of a recording dropped), on "
+        "the index the server built and persisted. HTTP p50 / in-process divides by the "
+        "route's search. Kinds not measured per scoring serve with "
+        "MUSICSIM_SCORING_WARMUP=false (no neighbourhood build competing with the cells).",
     ]
     if flat is not None:
         lines.append(

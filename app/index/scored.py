@@ -68,7 +68,7 @@ PAIRS = 10_000  # random catalogue pairs whose scores define `similarity`
 # Reads of a search's candidates retried after a concurrent removal (each retry means
 # another song was removed meanwhile; a handful is already far beyond what happens).
 MAX_REREAD_ATTEMPTS = 8
-BUILD_BATCH = 2048  # songs whose neighbourhoods are computed per hold of the write lock
+BUILD_BATCH = 512  # songs per hold of the write lock: the most an add or removal waits for
 # Retry-After of a search that needs the table: before the first chunk ends the pace is
 # unknown; later, the time left at the pace so far, bounded so clients come back to look.
 DEFAULT_RETRY_S = 5
@@ -276,6 +276,7 @@ class ScoredIndex:
             self._draw_sample()
             changes = self._changes = _ChangesDuringBuild()
             self._done, self._total = 0, len(ids)
+        started = time.monotonic()
         try:
             for start in range(0, len(ids), BUILD_BATCH):
                 if self._stop.is_set():
@@ -294,6 +295,10 @@ class ScoredIndex:
                 ordered, table = self._table_in_row_order()
         finally:
             self._changes = None  # failed or stopped: the next build starts afresh
+        log.info(
+            "computed the neighbourhoods of %d songs in %.1f s", len(ordered),
+            time.monotonic() - started,
+        )  # fmt: skip
         if self._on_computed is not None:
             try:
                 self._on_computed(ordered, table)
