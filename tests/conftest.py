@@ -1,11 +1,23 @@
 """Shared fixtures: a small synthetic FMA-format catalogue, written once per session."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from training.data.synthetic.catalogue import write_demo_catalogue
+# One thread per test worker: pytest-xdist already runs one worker per core, and two
+# workers each running torch, FAISS and BLAS on every core fight over them (a training
+# epoch took about 3 times as long). Set before torch or FAISS loads; the servers and
+# commands that tests start inherit it.
+ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ONE_THREAD:
+        os.environ.setdefault(variable, "1")
+    if "torch" in sys.modules:  # imported before this file by a plugin: tell it directly
+        sys.modules["torch"].set_num_threads(1)
+
+from training.data.synthetic.catalogue import write_demo_catalogue  # noqa: E402 (numpy, after)
 
 SMALL_TRACKS = 1500
 SMALL_ARTISTS = 220

@@ -9,6 +9,8 @@ names (`bash scripts/test.sh` starts a throw-away one); without it those runs ar
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,16 +80,23 @@ def postgres_template(postgres_server, catalogue) -> str:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def postgres_url(postgres_server, postgres_template) -> str:
-    """A fresh PostgreSQL database holding the small catalogue; dropped after the test."""
+@contextmanager
+def _postgres_copy(server, template: str) -> Iterator[str]:
+    """The URL of a new database copied from the template; dropped on leaving."""
     name = f"musicsim_test_{uuid.uuid4().hex[:12]}"
-    with postgres_server.connect() as connection:
+    with server.connect() as connection:
         # a file-level copy of the template: much faster than importing again
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    yield _database_url(postgres_server, name)
-    with postgres_server.connect() as connection:  # FORCE: a test may leave an engine open
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _database_url(server, name)
+    with server.connect() as connection:  # FORCE: a test may leave an engine open
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, postgres_template) -> Iterator[str]:
+    """A fresh PostgreSQL database holding the small catalogue; dropped after the test."""
+    with _postgres_copy(postgres_server, postgres_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -100,14 +109,18 @@ def sqlite_template(tmp_path_factory, catalogue) -> Path:
     return path
 
 
+def _sqlite_copy(template: Path, folder: Path) -> str:
+    path = folder / "musicsim.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     """A fresh database holding the small catalogue, on each database the service supports."""
     if request.param == "postgresql":
         return request.getfixturevalue("postgres_url")
-    path = tmp_path / "musicsim.db"
-    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-    return f"sqlite:///{path}"
+    return _sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
 
 
 @pytest.fixture
@@ -170,6 +183,40 @@ def client(settings):
     with TestClient(create_app(settings)) as client:
         client.app.state.service.index.wait_for_neighbourhoods()
         yield client
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", "faiss"), ("postgresql", "faiss"), ("sqlite", "milvus")],
+    ids=["sqlite-faiss", "postgresql-faiss", "sqlite-milvus"],
+)
+def read_only_client(request, bundle_dir, tmp_path_factory) -> Iterator[TestClient]:
+    """One service per module, database and index backend, for tests that never write:
+    each start embeds and indexes the whole catalogue (on Milvus Lite, seconds more),
+    so `client` (a service per test) is for tests that change something."""
+    database, backend = request.param
+    folder = tmp_path_factory.mktemp("read-only")
+    index = {"index_backend": backend}
+    if backend == "milvus":
+        index |= {
+            "milvus_uri": request.getfixturevalue("milvus_lite_uri"),
+            "milvus_collection": f"test_{uuid.uuid4().hex}",
+        }
+    with ExitStack() as stack:
+        if database == "postgresql":
+            server = request.getfixturevalue("postgres_server")
+            template = request.getfixturevalue("postgres_template")
+            url = stack.enter_context(_postgres_copy(server, template))
+        else:
+            url = _sqlite_copy(request.getfixturevalue("sqlite_template"), folder)
+        settings = Settings(
+            model_dir=bundle_dir,
+            database_url=url,
+            index_cache_dir=folder / "index-cache",
+            _env_file=None,
+            **index,
+        )
+        yield stack.enter_context(TestClient(create_app(settings)))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,10 @@ from app.main import create_app
 
 KEY = "s3cret"
 SETUPS = ["flat", "hnsw", "ivf", "ivfpq", "milvus"]
+# Songs whose neighbours are read around the deletion. Milvus Lite answers a query in
+# most of a second (its search is pure Python), so it reads fewer: 40 still hold a
+# song that several of them find, the one deleted.
+SAMPLE = {"faiss": 300, "milvus": 40}
 
 
 @pytest.fixture(params=SETUPS)
@@ -42,8 +46,9 @@ def neighbours_of(client, song_ids, k=10) -> dict[int, list[int]]:
 
 def test_a_deleted_song_is_never_returned_before_or_after_a_restart(served, catalogue):
     ids = catalogue.track_ids
+    sample = ids[: SAMPLE[served.index_backend]]
     with TestClient(create_app(served)) as client:
-        before = neighbours_of(client, ids[:300])
+        before = neighbours_of(client, sample)
         # the song most often among others' neighbours: a broken delete would show it
         counts = np.bincount(np.concatenate([np.asarray(v) for v in before.values()]))
         victim = int(np.argmax(counts))
@@ -53,9 +58,10 @@ def test_a_deleted_song_is_never_returned_before_or_after_a_restart(served, cata
         assert client.delete(f"/songs/{victim}", headers={"X-API-Key": KEY}).status_code == 204
         assert client.delete(f"/songs/{victim}", headers={"X-API-Key": KEY}).status_code == 404
         assert client.get(f"/songs/{victim}").status_code == 404
-        after = neighbours_of(client, [s for s in ids[:300] if s != victim])
+        after = neighbours_of(client, [s for s in sample if s != victim])
         assert all(victim not in found and len(found) == 10 for found in after.values())
-        features = {"items": [{"features": f.tolist()} for f in catalogue.features[:200]], "k": 10}
+        queried = catalogue.features[: min(len(sample), 200)]
+        features = {"items": [{"features": f.tolist()} for f in queried], "k": 10}
         batch = client.post("/songs/similar/batch", json=features).json()["results"]
         assert all(victim not in [r["id"] for r in b["results"]] for b in batch)
     with TestClient(create_app(served)) as restarted:

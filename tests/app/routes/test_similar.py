@@ -14,10 +14,11 @@ from training.config import TrainConfig
 from training.train import train_on_catalogue
 
 
-@pytest.fixture(params=["faiss", "milvus"])
-def index_backend(request) -> str:
-    """Every test here runs on both index backends (Milvus on Milvus Lite)."""
-    return request.param
+@pytest.fixture
+def client(read_only_client):
+    """The queries here only read: one service per database and index backend (Milvus on
+    Milvus Lite) answers all of them."""
+    return read_only_client
 
 
 @pytest.fixture(scope="module")
