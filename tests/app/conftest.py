@@ -201,6 +201,7 @@ def read_only_client(request, bundle_dir, tmp_path_factory) -> Iterator[TestClie
         index |= {
             "milvus_uri": request.getfixturevalue("milvus_lite_uri"),
             "milvus_collection": f"test_{uuid.uuid4().hex}",
+            "scoring_warmup": False,  # as index_settings: no brute-force build in Python
         }
     with ExitStack() as stack:
         if database == "postgresql":
@@ -216,7 +217,9 @@ def read_only_client(request, bundle_dir, tmp_path_factory) -> Iterator[TestClie
             _env_file=None,
             **index,
         )
-        yield stack.enter_context(TestClient(create_app(settings)))
+        client = stack.enter_context(TestClient(create_app(settings)))
+        client.app.state.service.index.wait_for_neighbourhoods()  # as `client`
+        yield client
 
 
 @pytest.fixture(scope="session")
