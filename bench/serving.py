@@ -423,7 +423,8 @@ def _scoring_report(scored: dict, *, duration: int) -> str:
     lines += [
         "",
         f"GET /songs/{{id}}/similar?k=10&scoring=NAME, wrk {duration} s per cell, same servers "
-        "as above; in-process: the route's ScoredIndex search with that scoring alone.",
+        "as above; in-process: the route's search (search_distinct over the ScoredIndex) "
+        "with that scoring alone.",
     ]
     return "\n".join(lines)
 
