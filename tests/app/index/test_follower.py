@@ -209,7 +209,10 @@ def test_a_song_whose_id_commits_after_a_larger_one_is_still_indexed(
 ):
     # PostgreSQL hands out a sequence id when a transaction inserts, not when it commits:
     # here id `early` is taken first and committed last, after the follower saw `later`.
-    settings = Settings(model_dir=bundle_dir, database_url=postgres_url, _env_file=None)
+    # No timed polls: the test's own poll_once calls must be the ones that find the songs.
+    settings = Settings(
+        model_dir=bundle_dir, database_url=postgres_url, sync_interval_seconds=3600, _env_file=None
+    )
     engine = open_database(postgres_url)
     with TestClient(create_app(settings)) as one, Session(engine) as slow_writer:
         slow = Song(
@@ -240,7 +243,8 @@ def test_songs_imported_later_below_the_largest_id_are_indexed_by_the_follower(s
     extra = catalogue.tracks.iloc[:3].copy()
     extra.index = free
     late = dataclasses.replace(catalogue, tracks=extra, features=catalogue.features[:3])
-    with TestClient(create_app(settings)) as one:
+    quiet = settings.model_copy(update={"sync_interval_seconds": 3600})  # only our polls
+    with TestClient(create_app(quiet)) as one:
         newest = one.post("/songs", json=song_body(catalogue, "Newest")).json()["id"]
         assert newest > max(free)
         engine = open_database(settings.database_url)
