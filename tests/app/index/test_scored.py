@@ -426,10 +426,11 @@ def test_l2_over_its_short_pool_is_the_exact_top_k_of_a_catalogue_larger_than_it
     one song moved by float32 ulps (ties the float32 scan cannot order), its top k is
     still the exact float64 ranking of every song."""
     rows, vectors = catalogue(1_500, dim=16, seed=3)
-    ulps = np.random.default_rng(4).integers(-3, 4, size=(30, 16))
-    vectors[100:130] = np.nextafter(vectors[0], vectors[0] + np.sign(ulps)) * (ulps != 0) + (
-        vectors[0] * (ulps == 0)
-    )
+    # Each coordinate one float32 ulp up, down or unchanged (float32 targets: a float64
+    # nextafter would move by a float64 ulp, lost again when stored as float32).
+    steps = np.sign(np.random.default_rng(4).integers(-3, 4, size=(30, 16))).astype(np.float32)
+    vectors[100:130] = np.nextafter(vectors[0], vectors[0] + steps)
+    assert len(np.unique(vectors[100:130], axis=0)) > 1  # near-ties, not exact copies
     index = ScoredIndex.build(FaissSongIndex.from_embeddings(rows, vectors), scoring=Scoring())
     assert Scoring().pool_for(7) < len(rows) // 10  # the pool covers a sliver of the songs
     for row in (0, 101, 17, 900):
