@@ -3,27 +3,30 @@
 Every similarity answer lists its songs with the same attributes (id, title, artist,
 genre, album, duration, audio URL: `similar_song`), and GET /songs/{id}/similar adds
 the query song's own record (`song_out`). `SongCards` keeps, for every stored song,
-those attributes already serialised as JSON (about 0.7 kB a song in memory), loaded at start-up
-and refreshed by id after every write that changes a song: adds, PATCH and DELETE
-through `app.similarity`, and what the follower finds other processes changed. A
-read then joins neighbours to their cards with dict look-ups and writes the answer
-once: no ORM objects, no pydantic models built and validated again.
+its record's values packed in one compact JSON array (`pack`: about a quarter of a
+kilobyte a song in memory, so that a million songs fit beside the index), loaded at
+start-up and refreshed by id after every write that changes a song: adds, PATCH and
+DELETE through `app.similarity`, and what the follower finds other processes changed.
+A read then joins neighbours to their cards with dict look-ups, unpacks the few it
+shows and writes the answer once: no ORM objects, no pydantic models built and
+validated again.
 
     >>> cards = SongCards.load(session)
     >>> cards.refresh(session, [song_id])          # after a commit that changed it
-    >>> body = cards.similar_json(neighbours, query=song_id)   # bytes of a SimilarOut
+    >>> body = cards.similar_json(neighbours, query=cards.get(song_id))  # a SimilarOut
 
-The cards are built by the same functions that build the pydantic answers (one
-definition of what a result item holds), so an attribute added to `SimilarSong`
+The cards are built by the same function that builds the pydantic records (`song_out`),
+and a result item is its record cut to SimilarSong's fields (one definition of what
+an item holds, shared with `similar_song`), so an attribute added to both models
 reaches the lean answers too; distance and similarity, which differ per answer, are
-written per request after the card's attributes.
-"""
+written per request after the card's attributes."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -64,56 +67,76 @@ def song_out(song: Song) -> SongOut:
 
 
 def similar_song(song: Song, *, distance: float, similarity: float | None = None) -> SimilarSong:
-    """One result item: the one place every list answer builds its items."""
-    genre = song.genre
+    """One result item: its song's record cut to the item's fields, then its scores."""
+    record = song_out(song)
     return SimilarSong(
-        id=song.id,
-        title=song.title,
-        artist=ArtistRef(id=song.artist.id, name=song.artist.name),
-        genre=genre.title if genre is not None else None,
-        distance=distance,
-        similarity=similarity,
-        album=song.album,
-        duration=song.duration,
-        audio_url=audio_url(song),
-        album_artist=song.album_artist,
-        track_number=song.track_number,
+        **{f: getattr(record, f) for f in ITEM_FIELDS}, distance=distance, similarity=similarity
     )
+
+
+# A card holds the SongOut fields; a result item is these of them, then its scores.
+RECORD_FIELDS: tuple[str, ...] = tuple(SongOut.model_fields)
+SCORE_FIELDS = ("distance", "similarity")
+ITEM_FIELDS: tuple[str, ...] = tuple(f for f in SimilarSong.model_fields if f not in SCORE_FIELDS)
+assert set(ITEM_FIELDS) <= set(RECORD_FIELDS), "a result item shows only what a record holds"
+# A packed card's values that an item shows, in the item's order (the key comes first).
+_item_values = itemgetter(*(1 + RECORD_FIELDS.index(f) for f in ITEM_FIELDS))
+_ITEM_KEYS = (*ITEM_FIELDS, *SCORE_FIELDS)
+
+
+def pack(song: Song) -> bytes:
+    """A song's card as stored: one JSON array, its recording key and then its SongOut
+    values in field order. No keys and one object a song: about a quarter of the memory
+    of the JSON objects and attributes it replaces (bench/serving.py measures it)."""
+    record = song_out(song).model_dump(mode="json")
+    key = recording_key(title=song.title, artist=song.artist.name)
+    # A copy: orjson's own bytes keep their 4 kB buffer (8x the JSON, measured).
+    return bytes(memoryview(orjson.dumps([key, *record.values()])))
 
 
 @dataclass(frozen=True, slots=True)
 class SongCard:
-    """One song's answer attributes: its result item (open, for distance and similarity to
-    follow), its own record, and what filters and playlists need."""
+    """One song's card, unpacked for an answer: its record's fields and recording key."""
 
-    id: int
-    artist_id: int
-    title: str | None
-    artist_name: str
-    duration: float | None
     recording: str | None  # its recording key: copies of one recording share it
-    item_head: bytes  # b'{"id":1,...,"audio_url":null' : the item without its scores
-    record: bytes  # the SongOut JSON
+    fields: dict  # the SongOut fields, JSON-ready, in SongOut's order
 
     @classmethod
-    def of(cls, song: Song) -> SongCard:
-        item = similar_song(song, distance=0.0).model_dump(mode="json")
-        del item["distance"], item["similarity"]  # per answer: written by `item`
-        return cls(
-            id=song.id,
-            artist_id=song.artist_id,
-            title=song.title,
-            artist_name=song.artist.name,
-            duration=song.duration,
-            recording=recording_key(title=song.title, artist=song.artist.name),
-            item_head=orjson.dumps(item)[:-1],
-            # A copy: orjson's own bytes keep their 4 kB buffer (8x the JSON, measured).
-            record=bytes(memoryview(orjson.dumps(song_out(song).model_dump(mode="json")))),
-        )
+    def unpack(cls, packed: bytes) -> SongCard:
+        key, *values = orjson.loads(packed)
+        return cls(key, dict(zip(RECORD_FIELDS, values, strict=True)))
 
-    def item(self, neighbour: Neighbour) -> bytes:
-        scores = {"distance": neighbour.distance, "similarity": neighbour.similarity}
-        return self.item_head + b"," + orjson.dumps(scores)[1:]
+    @property
+    def id(self) -> int:
+        return self.fields["id"]
+
+    @property
+    def artist_id(self) -> int:
+        return self.fields["artist"]["id"]
+
+    @property
+    def artist_name(self) -> str:
+        return self.fields["artist"]["name"]
+
+    @property
+    def title(self) -> str | None:
+        return self.fields["title"]
+
+    @property
+    def duration(self) -> float | None:
+        return self.fields["duration"]
+
+    @property
+    def record(self) -> bytes:
+        """The SongOut JSON."""
+        return orjson.dumps(self.fields)
+
+    def item(self, neighbour: Neighbour) -> dict:
+        """Its result item (SimilarSong) for this neighbour: the attributes, then the scores."""
+        fields = self.fields
+        item = {f: fields[f] for f in ITEM_FIELDS}
+        item["distance"], item["similarity"] = neighbour.distance, neighbour.similarity
+        return item
 
 
 class SongCards:
@@ -124,7 +147,7 @@ class SongCards:
     """
 
     def __init__(self) -> None:
-        self._cards: dict[int, SongCard] = {}
+        self._cards: dict[int, bytes] = {}  # song id -> its packed card (`pack`)
         self._genres: frozenset[str] = frozenset()
         self._writing = threading.Lock()
 
@@ -148,7 +171,7 @@ class SongCards:
                     .options(defer(Song.features))
                     .execution_options(populate_existing=True)  # the session may hold old rows
                 )
-                found = {s.id: SongCard.of(s) for s in session.scalars(query).unique()}
+                found = {s.id: pack(s) for s in session.scalars(query).unique()}
                 for song_id in chunk:
                     card = found.get(song_id)
                     if card is None:
@@ -172,10 +195,11 @@ class SongCards:
     def recording_keys(self, song_ids: Iterable[int]) -> dict[int, str | None]:
         """Song id -> its recording key (app.similarity.search_distinct); no card, no entry."""
         cards = self._cards
-        return {i: c.recording for i in song_ids if (c := cards.get(i)) is not None}
+        return {i: orjson.loads(c)[0] for i in song_ids if (c := cards.get(i)) is not None}
 
     def get(self, song_id: int) -> SongCard | None:
-        return self._cards.get(song_id)
+        packed = self._cards.get(song_id)
+        return None if packed is None else SongCard.unpack(packed)
 
     @property
     def genres(self) -> frozenset[str]:
@@ -185,11 +209,20 @@ class SongCards:
     def found(self, neighbours: Sequence[Neighbour]) -> list[tuple[SongCard, Neighbour]]:
         """Each neighbour with its card; songs deleted since they were found are left out."""
         cards = self._cards
-        return [(c, n) for n in neighbours if (c := cards.get(n.song_id)) is not None]
+        return [
+            (SongCard.unpack(c), n) for n in neighbours if (c := cards.get(n.song_id)) is not None
+        ]
 
     def results_json(self, neighbours: Sequence[Neighbour]) -> bytes:
-        """The JSON list of result items (SimilarSong) of these neighbours."""
-        return b"[" + b",".join(card.item(n) for card, n in self.found(neighbours)) + b"]"
+        """The JSON list of result items (SimilarSong) of these neighbours (`SongCard.item`,
+        unrolled: every answer writes its items, and this takes a third of the time)."""
+        cards, items = self._cards, []
+        for n in neighbours:
+            packed = cards.get(n.song_id)
+            if packed is not None:  # deleted since it was found
+                values = (*_item_values(orjson.loads(packed)), n.distance, n.similarity)
+                items.append(dict(zip(_ITEM_KEYS, values, strict=True)))
+        return orjson.dumps(items)
 
     def similar_json(self, neighbours: Sequence[Neighbour], *, query: SongCard | None) -> bytes:
         """A SimilarOut: the query song's record (or null) and the results."""
