@@ -61,27 +61,43 @@ def first_distinct(
 
     keys: (n,) recording keys; vectors: (n, d) the candidates' vectors.
     """
+    x = np.asarray(vectors, dtype=np.float64).reshape(len(keys), -1)
+    taken = np.empty((0, x.shape[1])) if taken_vectors is None else taken_vectors
+    taken = np.asarray(taken, dtype=np.float64).reshape(-1, x.shape[1])
+    copies = _close_pairs(x, np.concatenate([x, taken]))  # row -> rows of copies
+    blocked = set(range(len(x), len(x) + len(taken)))  # the taken songs, then each kept row
     used_keys = {key for key in taken_keys if key is not None}
-    kept_vectors = [] if taken_vectors is None else list(np.asarray(taken_vectors, np.float64))
     rows: list[int] = []
     for row, key in enumerate(keys):
         if len(rows) == k:
             break
         if key is not None and key in used_keys:
             continue
-        vector = np.asarray(vectors[row], dtype=np.float64)
-        if kept_vectors and _nearest(vector, np.stack(kept_vectors)) <= DUPLICATE_DISTANCE:
+        if row in copies and not copies[row].isdisjoint(blocked):
             continue
         rows.append(row)
-        kept_vectors.append(vector)
+        blocked.add(row)
         if key is not None:
             used_keys.add(key)
     return rows
 
 
-def _nearest(vector: np.ndarray, others: np.ndarray) -> float:
-    """Distance as ||a - b|| directly: no |a|^2 - 2ab + |b|^2 cancellation near 0."""
-    return float(np.sqrt(((others - vector) ** 2).sum(axis=1)).min())
+def _close_pairs(x: np.ndarray, others: np.ndarray) -> dict[int, set[int]]:
+    """Row of x -> rows of `others` within DUPLICATE_DISTANCE of it (itself excluded).
+
+    All pairs are screened at once through the Gram matrix, whose float64 error
+    (about d x 1e-16 of the squared norms) the screen's margin covers a thousandfold;
+    the few pairs it passes are measured as ||a - b|| directly, with no cancellation.
+    """
+    sq_x, sq_o = (x * x).sum(axis=1), (others * others).sum(axis=1)
+    sums = sq_x[:, None] + sq_o[None, :]
+    squared = sums - 2.0 * (x @ others.T)
+    screen = squared <= DUPLICATE_DISTANCE**2 + 1e-10 * sums
+    close: dict[int, set[int]] = {}
+    for a, b in zip(*np.nonzero(screen), strict=True):
+        if a != b and np.sqrt(((x[a] - others[b]) ** 2).sum()) <= DUPLICATE_DISTANCE:
+            close.setdefault(int(a), set()).add(int(b))
+    return close
 
 
 def duplicate_pairs(

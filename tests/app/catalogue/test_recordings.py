@@ -86,3 +86,43 @@ def test_the_library_reports_copies_by_name_only_for_named_artists():
     )
     # 10/11 share a title and artist; 12 has no named artist; 13 has 10's features
     assert near_duplicates(songs) == [(10, 11), (10, 13)]
+
+
+def _first_distinct_directly(keys, vectors, k, taken_keys, taken_vectors) -> list[int]:
+    """The rule read literally: each candidate against every kept or taken one, ||a - b||."""
+    used = {key for key in taken_keys if key is not None}
+    kept = [np.asarray(v, np.float64) for v in taken_vectors]
+    rows = []
+    for row, key in enumerate(keys):
+        vector = np.asarray(vectors[row], np.float64)
+        if len(rows) == k or (key is not None and key in used):
+            continue
+        if any(np.sqrt(((vector - other) ** 2).sum()) <= DUPLICATE_DISTANCE for other in kept):
+            continue
+        rows.append(row)
+        kept.append(vector)
+        used.add(key) if key is not None else None
+    return rows
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
+    # Copies planted just inside and just outside the distance, among vectors large
+    # enough (scale 1000) that |a|^2 + |b|^2 - 2ab alone would misjudge them.
+    rng = np.random.default_rng(int(scale))
+    n, d = 40, 518
+    vectors = rng.normal(scale=scale, size=(n, d))
+    for a, b in rng.integers(0, n, size=(12, 2)):
+        if a != b:
+            step = rng.normal(size=d)
+            factor = rng.choice([0.0, 0.5, 0.999, 1.001, 1.5])
+            vectors[b] = vectors[a] + step / np.linalg.norm(step) * DUPLICATE_DISTANCE * factor
+    keys = [f"k{rng.integers(0, 60)}" if rng.random() < 0.5 else None for _ in range(n)]
+    taken = vectors[[3]] + DUPLICATE_DISTANCE / 2
+    for k in (5, 10, n):
+        expected = _first_distinct_directly(keys, vectors, k, ["k1"], taken)
+        found = first_distinct(
+            keys=keys, vectors=vectors, k=k, taken_keys=["k1"], taken_vectors=taken
+        )
+        assert found == expected
+    assert len(_first_distinct_directly(keys, vectors, n, [], [])) < n  # copies were planted
