@@ -15,7 +15,7 @@ from app.song_map import SongMapCache
 from training.artefacts import Bundle
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -27,11 +27,11 @@ def get_session(service: ServiceDep) -> Iterator[Session]:
         yield session
 
 
-def get_index(service: ServiceDep) -> ScoredIndex:
+async def get_index(service: ServiceDep) -> ScoredIndex:
     return service.index
 
 
-def get_bundle(service: ServiceDep) -> Bundle:
+async def get_bundle(service: ServiceDep) -> Bundle:
     return service.bundle
 
 
@@ -55,11 +55,13 @@ def check_api_key(expected: str | None, given: str | None, *, why: str = WRITE) 
         raise HTTPException(403, "the X-API-Key is not valid")
 
 
-def require_api_key(service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def require_api_key(
+    service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
     check_api_key(service.settings.api_key, x_api_key)
 
 
-def require_api_key_for_reads(
+async def require_api_key_for_reads(
     service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> None:
     check_api_key(service.settings.api_key, x_api_key, why=READ)
@@ -68,7 +70,7 @@ def require_api_key_for_reads(
 ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]
 
 
-def get_song_map_cache(request: Request) -> SongMapCache:
+async def get_song_map_cache(request: Request) -> SongMapCache:
     return request.app.state.song_map
 
 

@@ -34,6 +34,7 @@ GATHER_BELOW = 0.125  # a mask passing fewer than this share of rows gathers the
 EXTRA_CANDIDATES = 16  # chosen beyond k by norms - 2 x.q, then ranked by exact distances
 QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}
 ADD_CHUNK = 65_536
+FEW_ROWS = 4096  # rows read as they come (unsorted): a search's candidates, pages resident
 
 
 class VectorStore:
@@ -116,13 +117,18 @@ class VectorStore:
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of the given rows, in that order, as an in-memory float32 array."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self._base.shape[1]), dtype=np.float32)
+        filename = getattr(self._base, "filename", None)
+        read_through = self.read_through_file and filename
         in_base = rows < len(self._base)
+        if len(rows) <= FEW_ROWS and not read_through and in_base.all():
+            # A search's few rows in one step; a plain ndarray view: indexing the memmap
+            # subclass costs more than the copy.
+            return np.asarray(np.asarray(self._base)[rows], dtype=np.float32)
+        out = np.empty((len(rows), self._base.shape[1]), dtype=np.float32)
         # Sorted reads keep a memory-mapped base's disk access sequential.
         order = np.argsort(rows[in_base], kind="stable")
         wanted = rows[in_base][order]
-        filename = getattr(self._base, "filename", None)
-        if self.read_through_file and filename:
+        if read_through:
             out[np.flatnonzero(in_base)[order]] = self._pread(filename, wanted)
         else:
             # A plain ndarray view: indexing the memmap subclass costs more than the copy.
