@@ -122,6 +122,12 @@ class FaissSongIndex:
         self._exact = ExactScan(
             vectors, store=store, refine=self.spec.store_refine, chunk=self._exact_chunk
         )
+        if self._faiss is not None and kind_of(self._faiss) == "ivfpq":
+            # IVF-PQ keeps codes, not vectors: the rows it re-ranks are read from the file,
+            # so that the mapping's pages (2 GB at a million songs, made resident by
+            # random reads) stay out of this process. HNSW and IVF hold their own float32
+            # copy in memory anyway, and read rows through the mapping, faster.
+            vectors.read_through_file = True
 
     @classmethod
     def from_embeddings(

@@ -1,5 +1,8 @@
 """Approximate index kinds against brute-force numpy search: recall, exact distances, filters."""
 
+import os
+from pathlib import Path
+
 import faiss
 import numpy as np
 import pytest
@@ -277,3 +280,35 @@ def test_an_update_is_a_removal_and_an_add_under_the_same_id(any_kind, songs):
     # its old place is empty: a query at the old vector does not find it
     old = any_kind.search(vectors[:1], k=K)[0]
     assert song not in [n.song_id for n in old]
+
+
+def _resident_kib(path) -> int:
+    """Resident KiB of this process's mappings of `path` (/proc/self/smaps)."""
+    resident, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and first[0] in "0123456789abcdef":  # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and first == "Rss:":
+            resident += int(line.split()[1])
+    return resident
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's smaps")
+def test_ivfpq_over_mapped_embeddings_leaves_their_pages_out_of_the_process(songs, tmp_path):
+    # IVF-PQ holds codes, not vectors: at a million songs, faulting in the mapped
+    # embeddings (2 GB) would double the process. Its re-ranks and reads use the file.
+    rows, vectors, queries = songs
+    path = tmp_path / "embeddings.npy"
+    np.save(path, vectors)
+    spec = IndexSpec(kind="ivfpq")
+    built = FaissSongIndex.from_embeddings(rows, vectors, spec).faiss_index
+    # As a server starts: the persisted embeddings mapped, the persisted index loaded.
+    mapped = np.load(path, mmap_mode="r")
+    index = FaissSongIndex.from_embeddings(rows, mapped, spec, faiss_index=built)
+    rng = np.random.default_rng(0)
+    for query in queries:
+        index.search(query, k=10, exclude_song=int(rows.ids[rng.integers(len(rows))]))
+    index.embeddings_of(rows.ids[rng.choice(len(rows), size=2_000, replace=False)])
+    np.testing.assert_array_equal(index.embedding_of(int(rows.ids[5])), vectors[5])
+    assert _resident_kib(path) <= vectors.nbytes / 1024 / 10
