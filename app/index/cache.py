@@ -238,12 +238,17 @@ def _problem_with(folder: Path, key: CacheKey) -> str | None:
     return None
 
 
-def _non_finite_rows(embeddings: np.ndarray, *, chunk: int = 65_536) -> np.ndarray:
-    """Rows holding NaN or infinity, read a chunk at a time (bounded memory)."""
-    bad = [
-        start + np.flatnonzero(~np.isfinite(embeddings[start : start + chunk]).all(axis=1))
-        for start in range(0, len(embeddings), chunk)
-    ]
+def _non_finite_rows(embeddings: np.memmap, *, chunk: int = 16_384) -> np.ndarray:
+    """Rows holding NaN or infinity, read from the file a chunk at a time: bounded memory,
+    and none of the mapping's pages made resident (2 GB at a million songs)."""
+    n, dim = embeddings.shape
+    bad = []
+    with open(embeddings.filename, "rb") as f:
+        f.seek(embeddings.offset)
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            part = np.fromfile(f, dtype=embeddings.dtype, count=rows * dim).reshape(rows, dim)
+            bad.append(start + np.flatnonzero(~np.isfinite(part).all(axis=1)))
     return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.catalogue.reads import catalogue_version, read_index_rows
 from app.catalogue.writes import NewSong, add_song
 from app.db import open_database
-from app.index.cache import SPOT_CHECK_SONGS, EmbeddingCache
+from app.index.cache import SPOT_CHECK_SONGS, EmbeddingCache, _non_finite_rows
 from app.index.kinds import IndexSpec
 from app.index.loading import build_index
 
@@ -288,3 +288,15 @@ def test_a_damaged_approximate_index_file_is_rebuilt(engine, bundle, tmp_path, c
         index, _ = start(engine, bundle, cache, spec=spec)
     assert "does not match its recorded SHA-256" in caplog.text
     assert index.faiss_index.ntotal == len(index)
+
+
+def test_non_finite_rows_are_found_in_every_chunk_of_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(1_000, 7)).astype(np.float32)
+    bad = [0, 99, 100, 101, 555, 999]  # both ends, and on both sides of a chunk boundary
+    for row, value in zip(bad, [np.nan, np.inf, -np.inf, np.nan, np.inf, np.nan], strict=True):
+        embeddings[row, rng.integers(7)] = value
+    np.save(tmp_path / "embeddings.npy", embeddings)
+    mapped = np.load(tmp_path / "embeddings.npy", mmap_mode="r")
+    for chunk in (1, 100, 333, 5_000):
+        assert _non_finite_rows(mapped, chunk=chunk).tolist() == bad
