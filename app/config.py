@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     )
     index_hnsw_m: int = Field(32, ge=2, le=256, description="HNSW graph degree")
     index_hnsw_ef_construction: int = Field(80, ge=1, description="HNSW build candidate list")
-    index_hnsw_ef_search: int = Field(128, ge=1, description="HNSW search candidate list")
+    index_hnsw_ef_search: int = Field(
+        64, ge=1, description="HNSW search candidate list: recall@10 0.999 at FMA size (BENCHMARKS)"
+    )
     index_ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = about sqrt(n)")
     index_ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query")
     index_pq_refine: int = Field(

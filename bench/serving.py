@@ -24,6 +24,7 @@ connection / in-process search p50.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 from benchmarks_doc import write_section
 from load import FMA_ARTISTS, FMA_TRACKS, _free_port, _proc_status_kib, _stop
@@ -113,6 +115,9 @@ def main() -> None:
     if args.flat_alone:
         print(_flat_alone(rows, embeddings, seconds=args.duration))
         return
+    if args.ef_sweep:
+        print(_ef_sweep(database, model, work / "index-cache", args.ef_sweep))
+        return
     (work / "get.lua").write_text(GET_LUA)
     (work / "post.lua").write_text(POST_LUA)
     floor = _floor(work, ids_file, duration=args.duration)
@@ -174,6 +179,12 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="only the flat kind in this process: one query vs BLAS, 8 threads with and "
         "without coalescing (no server)",
+    )
+    parser.add_argument(
+        "--ef-sweep",
+        type=lambda text: [int(v) for v in text.split(",")],
+        help="only HNSW in this process, for each efSearch given (e.g. 16,32,64,128): "
+        "the kind's and the route's p50 and recall@10 against exact search (no server)",
     )
     parser.add_argument("--prepare-only", action="store_true", help="build data, model, database")
     args = parser.parse_args()
@@ -323,6 +334,49 @@ def _in_process(
             )
         )
     return found
+
+
+def _ef_sweep(database: Path, model: Path, cache_dir: Path, values: list[int]) -> str:
+    """HNSW's recall knob: p50 of the kind alone and of the route's search, and recall@10
+    of the kind alone against exact search (faiss.knn over the same stored vectors)."""
+    bundle = load_bundle(model)
+    engine = open_database(f"sqlite:///{database}")
+    with Session(engine) as session:
+        index = build_index(
+            session, bundle.embed, bundle.embedding_dim, spec=IndexSpec(kind="hnsw"),
+            cache=EmbeddingCache(cache_dir), model_sha256=bundle.manifest_sha256,
+        )  # fmt: skip
+        cards = SongCards.load(session)
+    engine.dispose()
+    ids = index.ids()
+    picks = ids[np.random.default_rng(1).choice(len(ids), size=N_QUERIES, replace=False)]
+    vectors = index.embeddings_of(picks)
+    _, rows = faiss.knn(vectors, index.embeddings_of(ids), 11)  # the song itself, then 10
+    truth = [set(ids[r].tolist()) - {int(s)} for r, s in zip(rows, picks, strict=True)]
+    backend = index.backend
+    lines = [
+        "| efSearch | kind alone p50 ms | route's search p50 ms | recall@10 (kind alone) |",
+        "|---|---|---|---|",
+    ]
+    for ef in values:
+        backend.spec = dataclasses.replace(backend.spec, hnsw_ef_search=ef)
+        found, alone, route = [], [], []
+        for song, vector in zip(picks, vectors, strict=True):
+            started = time.perf_counter()
+            answer = backend.search(vector, k=10, exclude_song=int(song))[0]
+            alone.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            search_distinct(
+                index, vector, keys_of=cards.recording_keys, k=10, exclude_song=int(song)
+            )
+            route.append(time.perf_counter() - started)
+            found.append({n.song_id for n in answer})
+        recall = np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True)])
+        lines.append(
+            f"| {ef} | {np.median(alone) * 1000:.2f} | {np.median(route) * 1000:.2f} | "
+            f"{recall:.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def _flat_alone(rows, embeddings: np.ndarray, *, seconds: int) -> str:

@@ -37,7 +37,7 @@ class IndexSpec:
     kind: IndexKind = "flat"
     hnsw_m: int = 32  # graph degree: memory and recall grow with it
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 128  # candidate list per query: recall vs latency
+    hnsw_ef_search: int = 64  # candidate list per query: recall vs latency (BENCHMARKS)
     ivf_nlist: int = 0  # inverted lists; 0 picks about sqrt(n) at build time
     ivf_nprobe: int = 32  # lists visited per query: recall vs latency
     pq_refine: int = 10  # IVF-PQ: re-rank k * pq_refine candidates with exact distances
