@@ -109,7 +109,7 @@ class EmbeddingCache:
         os.utime(folder / "manifest.json")  # most recently used: pruned last
         return np.load(folder / "embeddings.npy", mmap_mode="r")
 
-    def compute(self, key: CacheKey, fill: Callable[[np.ndarray], None]) -> np.ndarray:
+    def compute(self, key: CacheKey, fill: Callable[[RowsFile], None]) -> np.ndarray:
         """Let `fill` write the embeddings into a new entry; returns them memory-mapped.
 
         When `fill` raises, the error propagates and nothing is left behind. OSError
@@ -119,12 +119,8 @@ class EmbeddingCache:
         folder = self.root / key.digest()
         work = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.root))
         try:
-            target = np.lib.format.open_memmap(
-                work / "embeddings.npy", mode="w+", dtype=np.float32, shape=(key.n_songs, key.dim)
-            )
-            fill(target)
-            target.flush()
-            del target
+            with RowsFile(work / "embeddings.npy", (key.n_songs, key.dim)) as target:
+                fill(target)
             _fsync(work / "embeddings.npy")
             manifest = {
                 "key": asdict(key),
@@ -215,6 +211,40 @@ class EmbeddingCache:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
+class RowsFile:
+    """A new .npy file of float32 rows, filled as an array is, `out[i:j] = rows`, by plain
+    writes: through a writable mapping, its dirty pages would count in the process
+    (2 GB at a million songs) until written back."""
+
+    def __init__(self, path: Path, shape: tuple[int, int]):
+        self.shape = shape
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close / the with block)
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self._file, header)
+        self._data_offset = self._file.tell()
+        self._file.truncate(self._data_offset + shape[0] * shape[1] * 4)  # unwritten rows: 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, rows: slice, values: np.ndarray) -> None:
+        start, stop, step = rows.indices(self.shape[0])
+        data = np.ascontiguousarray(values, dtype="<f4")
+        if step != 1 or data.shape != (stop - start, self.shape[1]):
+            raise ValueError(f"rows {start}:{stop} need shape {(stop - start, self.shape[1])}")
+        self._file.seek(self._data_offset + start * self.shape[1] * 4)
+        self._file.write(data.data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RowsFile:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
 def _problem_with(folder: Path, key: CacheKey) -> str | None:
     """Why an entry cannot be served, or None when it is whole and matches `key`."""
     try:
@@ -243,7 +273,7 @@ def _non_finite_rows(embeddings: np.memmap, *, chunk: int = 16_384) -> np.ndarra
     and none of the mapping's pages made resident (2 GB at a million songs)."""
     n, dim = embeddings.shape
     bad = []
-    with open(embeddings.filename, "rb") as f:
+    with open(str(embeddings.filename), "rb") as f:
         f.seek(embeddings.offset)
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)

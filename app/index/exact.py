@@ -114,11 +114,13 @@ class VectorStore:
             os.close(fd)
         return out
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """Vectors of the given rows, in that order, as an in-memory float32 array."""
+    def take(self, rows: np.ndarray, *, from_file: bool | None = None) -> np.ndarray:
+        """Vectors of the given rows, in that order, as an in-memory float32 array; read
+        from a mapped base's file with `from_file` (default: `read_through_file`)."""
         rows = np.asarray(rows, dtype=np.int64)
         filename = getattr(self._base, "filename", None)
-        read_through = self.read_through_file and filename
+        from_file = self.read_through_file if from_file is None else from_file
+        read_through = bool(from_file and filename)
         in_base = rows < len(self._base)
         if len(rows) <= FEW_ROWS and not read_through and in_base.all():
             # A search's few rows in one step; a plain ndarray view: indexing the memmap
@@ -129,13 +131,34 @@ class VectorStore:
         order = np.argsort(rows[in_base], kind="stable")
         wanted = rows[in_base][order]
         if read_through:
-            out[np.flatnonzero(in_base)[order]] = self._pread(filename, wanted)
+            out[np.flatnonzero(in_base)[order]] = self._pread(str(filename), wanted)
         else:
             # A plain ndarray view: indexing the memmap subclass costs more than the copy.
             out[np.flatnonzero(in_base)[order]] = np.asarray(self._base)[wanted]
         if not in_base.all():
             out[~in_base] = self._joined()[rows[~in_base] - len(self._base)]
         return out
+
+
+class FileRows:
+    """A VectorStore's rows indexed as an array, `rows[i:j]` or `rows[positions]`, but read
+    from the file when its base is memory-mapped: what an index build reads (every row
+    once, a training sample) then stays out of the process, 2 GB at a million songs."""
+
+    def __init__(self, store: VectorStore):
+        self.store = store
+        self.shape = (len(store), store.dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("FileRows reads contiguous slices only")
+            return self.store.read(start, stop)
+        return self.store.take(np.asarray(key), from_file=True)
 
 
 class ExactScan:

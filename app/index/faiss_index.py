@@ -29,7 +29,7 @@ import numpy as np
 
 from app.catalogue.rows import SongRows
 from app.index.coalesce import Coalescer
-from app.index.exact import ExactScan, VectorStore
+from app.index.exact import ExactScan, FileRows, VectorStore
 from app.index.kinds import (
     IndexSpec,
     add_vectors,
@@ -114,7 +114,7 @@ class FaissSongIndex:
         """Search `vectors` through faiss_index, or built for the spec (None for flat)."""
         n = len(vectors)
         if faiss_index is None and effective_kind(self.spec, n) != "flat":
-            faiss_index = build_faiss_index(self.spec, vectors.base)
+            faiss_index = build_faiss_index(self.spec, FileRows(vectors))
         self._faiss = faiss_index
         self._vectors = vectors
         # Only the flat kind scans a smaller copy; the others' exact fallbacks are rare.

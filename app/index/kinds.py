@@ -20,7 +20,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from app.index.exact import STORES, Store
+from app.index.exact import STORES, FileRows, Store
 
 IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf", "ivfpq")
@@ -92,8 +92,11 @@ def effective_kind(spec: IndexSpec, n: int) -> IndexKind:
     return spec.kind
 
 
-def build_faiss_index(spec: IndexSpec, vectors: np.ndarray, *, seed: int = 0) -> faiss.Index:
-    """An index of `spec`'s kind (see `effective_kind`) trained on and filled with `vectors`."""
+def build_faiss_index(
+    spec: IndexSpec, vectors: np.ndarray | FileRows, *, seed: int = 0
+) -> faiss.Index:
+    """An index of `spec`'s kind (see `effective_kind`) trained on and filled with `vectors`
+    (an array, or a store's rows read from its file)."""
     n, dim = vectors.shape
     kind = effective_kind(spec, n)
     if kind == "flat":
@@ -107,7 +110,7 @@ def build_faiss_index(spec: IndexSpec, vectors: np.ndarray, *, seed: int = 0) ->
     return index
 
 
-def _trained_ivf(spec: IndexSpec, kind: IndexKind, vectors: np.ndarray, *, seed: int):
+def _trained_ivf(spec: IndexSpec, kind: IndexKind, vectors: np.ndarray | FileRows, *, seed: int):
     n, dim = vectors.shape
     nlist = nlist_for(spec, n)
     if kind == "ivf":
@@ -131,7 +134,7 @@ def prepare(index: faiss.Index, vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def add_vectors(index: faiss.Index, vectors: np.ndarray, *, chunk: int = 65_536) -> None:
+def add_vectors(index: faiss.Index, vectors: np.ndarray | FileRows, *, chunk: int = 65_536) -> None:
     """Add in chunks so that a memory-mapped array is never copied whole."""
     for start in range(0, len(vectors), chunk):
         index.add(prepare(index, vectors[start : start + chunk]))

@@ -25,7 +25,7 @@ from app.catalogue.reads import (
     read_song_rows,
 )
 from app.config import Settings
-from app.index.cache import CacheKey, EmbeddingCache, spec_digest, spot_check
+from app.index.cache import CacheKey, EmbeddingCache, RowsFile, spec_digest, spot_check
 from app.index.faiss_index import FaissSongIndex
 from app.index.follower import index_missing_songs
 from app.index.kinds import IndexSpec
@@ -120,11 +120,12 @@ def embed_songs(
     session: Session,
     ids: np.ndarray,
     embed: Callable[[np.ndarray], np.ndarray],
-    out: np.ndarray,
+    out: np.ndarray | RowsFile,
     *,
     chunk_songs: int = EMBED_CHUNK,
 ) -> None:
-    """Write the embeddings of the songs `ids` into `out`, a chunk at a time."""
+    """Write the embeddings of the songs `ids` into `out` (an array, or the cache's new
+    file), a chunk at a time."""
     for start in range(0, len(ids), chunk_songs):
         chunk = ids[start : start + chunk_songs]
         out[start : start + len(chunk)] = embed(read_features_of(session, chunk))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.catalogue.reads import catalogue_version, read_index_rows
 from app.catalogue.writes import NewSong, add_song
 from app.db import open_database
-from app.index.cache import SPOT_CHECK_SONGS, EmbeddingCache, _non_finite_rows
+from app.index.cache import SPOT_CHECK_SONGS, EmbeddingCache, RowsFile, _non_finite_rows
 from app.index.kinds import IndexSpec
 from app.index.loading import build_index
 
@@ -300,3 +300,15 @@ def test_non_finite_rows_are_found_in_every_chunk_of_the_file(tmp_path):
     mapped = np.load(tmp_path / "embeddings.npy", mmap_mode="r")
     for chunk in (1, 100, 333, 5_000):
         assert _non_finite_rows(mapped, chunk=chunk).tolist() == bad
+
+
+def test_a_rows_file_is_the_npy_file_of_the_rows_written_into_it(tmp_path):
+    rows = np.random.default_rng(1).normal(size=(50, 6)).astype(np.float32)
+    with RowsFile(tmp_path / "rows.npy", rows.shape) as out:
+        out[30:50] = rows[30:50]  # in any order, in pieces
+        out[0:30] = rows[0:30].astype(np.float64)  # cast to float32 on the way
+        with pytest.raises(ValueError, match="need shape"):
+            out[0:2] = rows[:3]
+    read = np.load(tmp_path / "rows.npy")
+    assert read.dtype == np.float32
+    np.testing.assert_array_equal(read, rows)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.catalogue.rows import SongRows
-from app.index.exact import ExactScan, VectorStore
+from app.index.exact import ExactScan, FileRows, VectorStore
 from app.index.faiss_index import FaissSongIndex
 from app.index.kinds import IndexSpec
 from app.index.protocol import Near, SongFilter, haversine_km
@@ -164,3 +164,20 @@ def test_a_quantised_store_over_a_mapped_file_re_ranks_rows_read_from_the_file(c
     for q, query in enumerate(queries):
         exact = ((vectors.astype(np.float64) - query) ** 2).sum(axis=1)
         assert found[q].tolist() == np.argsort(exact, kind="stable")[:10].tolist()
+
+
+def test_file_rows_read_what_the_mapped_array_holds(catalogue, tmp_path):
+    _, vectors, _ = catalogue
+    np.save(tmp_path / "embeddings.npy", vectors)
+    store = VectorStore(np.load(tmp_path / "embeddings.npy", mmap_mode="r"))
+    store.append(vectors[:3] + 1)  # rows added at run time come after the file's
+    rows = FileRows(store)
+    everything = np.concatenate([vectors, vectors[:3] + 1])
+    assert rows.shape == everything.shape and len(rows) == len(everything)
+    np.testing.assert_array_equal(rows[10:500], everything[10:500])
+    np.testing.assert_array_equal(rows[:], everything)
+    picks = np.array([len(everything) - 1, 7, 7, 0, 4_321])
+    np.testing.assert_array_equal(rows[picks], everything[picks])
+    assert not store.read_through_file  # the store's own reads are as they were
+    with pytest.raises(ValueError, match="contiguous"):
+        rows[::2]

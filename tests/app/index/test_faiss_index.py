@@ -295,17 +295,21 @@ def _resident_kib(path) -> int:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's smaps")
-def test_ivfpq_over_mapped_embeddings_leaves_their_pages_out_of_the_process(songs, tmp_path):
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_ivfpq_over_mapped_embeddings_leaves_their_pages_out_of_the_process(songs, tmp_path, start):
     # IVF-PQ holds codes, not vectors: at a million songs, faulting in the mapped
-    # embeddings (2 GB) would double the process. Its re-ranks and reads use the file.
+    # embeddings (2 GB) would double the process. Its build, re-ranks and reads use the
+    # file, when it is built over them (cold) and when it was persisted (warm).
     rows, vectors, queries = songs
     path = tmp_path / "embeddings.npy"
     np.save(path, vectors)
     spec = IndexSpec(kind="ivfpq")
-    built = FaissSongIndex.from_embeddings(rows, vectors, spec).faiss_index
-    # As a server starts: the persisted embeddings mapped, the persisted index loaded.
+    built = None if start == "cold" else FaissSongIndex.from_embeddings(rows, vectors, spec)
     mapped = np.load(path, mmap_mode="r")
-    index = FaissSongIndex.from_embeddings(rows, mapped, spec, faiss_index=built)
+    index = FaissSongIndex.from_embeddings(
+        rows, mapped, spec, faiss_index=None if built is None else built.faiss_index
+    )
+    assert index.kind == "ivfpq"
     rng = np.random.default_rng(0)
     for query in queries:
         index.search(query, k=10, exclude_song=int(rows.ids[rng.integers(len(rows))]))
