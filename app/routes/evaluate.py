@@ -15,13 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from app.catalogue.reads import read_labelled_features
 from app.deps import BundleDep, ServiceDep, SessionDep
 from app.orm import FMA
+from app.routes import JSONBodyRoute
 from app.schemas import EvaluateIn, EvaluateOut
 from training.data.split import ArtistSplit
 from training.evaluation.metrics import EvaluationStopped, stop_when
 from training.evaluation.scoring import Scoring
 from training.evaluation.spaces import evaluate_on_split
 
-router = APIRouter(tags=["evaluation"])
+router = APIRouter(tags=["evaluation"], route_class=JSONBodyRoute)
 log = logging.getLogger("musicsim.evaluate")
 DISCONNECT_POLL_SECONDS = 0.25
 

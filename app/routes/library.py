@@ -12,11 +12,12 @@ from fastapi.responses import FileResponse
 from app.catalogue import CatalogueError
 from app.catalogue.files import audio_type, song_file
 from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_key
+from app.routes import JSONBodyRoute
 from app.routes.songs import SongId, get_song, song_out
 from app.schemas import SongOut, SongPatch
 from app.similarity import delete_and_unindex, update_and_reindex
 
-router = APIRouter(prefix="/songs", tags=["library"])
+router = APIRouter(prefix="/songs", tags=["library"], route_class=JSONBodyRoute)
 
 
 @router.get(

@@ -22,6 +22,7 @@ from app.index.scored import ScoredIndex
 from app.playlist_schemas import PlaylistOut, PlaylistRules, RadioIn, RecommendIn
 from app.playlists import Describe, Ledger, Rules, TooFew, Track, recommend, song_path, title_key
 from app.playlists import radio as radio_after
+from app.routes import JSONBodyRoute
 from app.routes.songs import (
     M3U_RESPONSES,
     ListFormat,
@@ -36,7 +37,7 @@ from app.schemas import BatchItem, parse_near
 from app.service import Service
 from training.artefacts import Bundle
 
-router = APIRouter(tags=["playlists"])
+router = APIRouter(tags=["playlists"], route_class=JSONBodyRoute)
 
 
 def describer(session: Session) -> Describe:

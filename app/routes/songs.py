@@ -18,6 +18,7 @@ from app.deps import BundleDep, IndexDep, ServiceDep, SessionDep, require_api_ke
 from app.index.protocol import Neighbour, SongFilter
 from app.orm import Song
 from app.playlists import write_m3u
+from app.routes import JSONBodyRoute
 from app.schemas import (
     MAX_ID,
     BatchOut,
@@ -38,7 +39,7 @@ from app.similarity import add_and_index, search_distinct
 __all__ = ["audio_url", "similar_song", "song_out"]  # re-exported: other routes import them
 T = TypeVar("T")
 
-router = APIRouter(prefix="/songs", tags=["songs"])
+router = APIRouter(prefix="/songs", tags=["songs"], route_class=JSONBodyRoute)
 MAX_PAGE = 100  # songs per page of GET /songs
 SongId = Annotated[int, Path(ge=0, le=MAX_ID, description="Song (FMA track) id")]
 ListFormat = Annotated[
