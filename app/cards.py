@@ -131,13 +131,6 @@ class SongCard:
         """The SongOut JSON."""
         return orjson.dumps(self.fields)
 
-    def item(self, neighbour: Neighbour) -> dict:
-        """Its result item (SimilarSong) for this neighbour: the attributes, then the scores."""
-        fields = self.fields
-        item = {f: fields[f] for f in ITEM_FIELDS}
-        item["distance"], item["similarity"] = neighbour.distance, neighbour.similarity
-        return item
-
 
 class SongCards:
     """Cards by song id, and the top-level genres; reads take no lock.
@@ -214,8 +207,8 @@ class SongCards:
         ]
 
     def results_json(self, neighbours: Sequence[Neighbour]) -> bytes:
-        """The JSON list of result items (SimilarSong) of these neighbours (`SongCard.item`,
-        unrolled: every answer writes its items, and this takes a third of the time)."""
+        """The JSON list of result items (SimilarSong) of these neighbours (SimilarSong:
+        the card's item fields, then the scores; unpacked here, not through SongCard)."""
         cards, items = self._cards, []
         for n in neighbours:
             packed = cards.get(n.song_id)

@@ -38,6 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from app.index.exact import VectorStore
 from app.index.kinds import IndexSpec
 
 log = logging.getLogger("musicsim.cache")
@@ -271,14 +272,12 @@ def _problem_with(folder: Path, key: CacheKey) -> str | None:
 def _non_finite_rows(embeddings: np.memmap, *, chunk: int = 16_384) -> np.ndarray:
     """Rows holding NaN or infinity, read from the file a chunk at a time: bounded memory,
     and none of the mapping's pages made resident (2 GB at a million songs)."""
-    n, dim = embeddings.shape
-    bad = []
-    with open(str(embeddings.filename), "rb") as f:
-        f.seek(embeddings.offset)
-        for start in range(0, n, chunk):
-            rows = min(chunk, n - start)
-            part = np.fromfile(f, dtype=embeddings.dtype, count=rows * dim).reshape(rows, dim)
-            bad.append(start + np.flatnonzero(~np.isfinite(part).all(axis=1)))
+    rows = VectorStore(embeddings)  # its `read` takes rows from the file, not the mapping
+    bad = [
+        start
+        + np.flatnonzero(~np.isfinite(rows.read(start, min(start + chunk, len(rows)))).all(axis=1))
+        for start in range(0, len(embeddings), chunk)
+    ]
     return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
 
