@@ -105,6 +105,7 @@ class _Slot:
         self._warm_up = warm_up
         self._process = None
         self._connection: Connection | None = None
+        self._ready = False  # the process has said "ready" (after its warm-up)
 
     def run(self, function: Callable, args: tuple, *, timeout_s: float) -> Any:
         connection = self.started()
@@ -145,8 +146,13 @@ class _Slot:
             except (EOFError, OSError):
                 self.stop()
                 raise AnalysisFailed("the audio worker died while starting") from None
+            self._ready = True
         assert self._connection is not None
         return self._connection
+
+    def is_up(self) -> bool:
+        """Whether this slot's process has started (and warmed, if asked) and still runs."""
+        return self._ready and self._process is not None and self._process.is_alive()
 
     def stop(self) -> None:
         if self._process is not None:
@@ -155,6 +161,7 @@ class _Slot:
         if self._connection is not None:
             self._connection.close()
         self._process = self._connection = None
+        self._ready = False
 
 
 class AudioWorkers:
@@ -212,6 +219,10 @@ class AudioWorkers:
         finally:
             self._count(-1)
             self._admitted.release()
+
+    def status(self) -> tuple[int, int]:
+        """(workers up, workers): with warm-up, up means its first file compiles nothing."""
+        return sum(slot.is_up() for slot in self._slots), len(self._slots)
 
     def _count(self, step: int) -> None:
         with self._lock:

@@ -272,6 +272,16 @@ class ScoringInfo(BaseModel):
     neighbourhoods: NeighbourhoodsInfo
 
 
+class AudioInfo(BaseModel):
+    """The processes that analyse uploads (POST /songs/audio, /songs/similar/audio)."""
+
+    workers: int = Field(description="MUSICSIM_AUDIO_WORKERS")
+    up: int = Field(
+        description="Workers started and, with MUSICSIM_AUDIO_WARM_UP, done compiling the "
+        "feature recipe; the others start with the next upload (or are still warming up)"
+    )
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     songs_indexed: int
@@ -279,6 +289,7 @@ class HealthOut(BaseModel):
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "milvus"]
     model: ModelInfo
     scoring: ScoringInfo
+    audio: AudioInfo
 
 
 class SongPage(BaseModel):

@@ -201,12 +201,27 @@ class Server:
             )
         self.health = _wait_for_health(self.process, self.url, self.log)
         self.startup_s = time.perf_counter() - started
+        _wait_for_audio_workers(self.url)
 
     def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *_exc) -> None:
         _stop(self.process)
+
+
+def _wait_for_audio_workers(url: str, *, timeout_s: float = 300.0) -> None:
+    """Until /health reports every audio worker up: their warm-up compiles the feature
+    recipe for tens of seconds on both cores, and the cells measure serving, not that."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        audio = httpx.get(f"{url}/health", timeout=5.0).json()["audio"]
+        if audio["up"] == audio["workers"]:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url}: the audio workers were not up after {timeout_s:.0f} s")
 
 
 def _startup(work: Path, data: Path, model: Path, database: Path) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """The audio worker pool: a time limit per file, a bounded queue, workers that recover."""
 
+import multiprocessing
 import threading
 import time
 
@@ -52,3 +53,24 @@ def test_past_the_workers_and_the_queue_a_file_is_refused_at_once(workers):
 def test_undecodable_audio_is_refused_with_the_reason(workers):
     with pytest.raises(AnalysisRefused, match="cannot decode audio: not a recognised audio format"):
         workers.run(analyse_audio, b"this is not audio" * 100, 30.0)
+
+
+def test_status_counts_a_worker_up_only_once_it_has_started_and_while_it_lives(workers):
+    assert workers.status() == (0, 1)  # no warm-up: started by the first file
+    assert workers.run(np.add, 1, 1) == 2
+    assert workers.status() == (1, 1)
+    with pytest.raises(AnalysisTimeout):
+        workers.run(time.sleep, 3600)  # the stuck worker is killed
+    assert workers.status() == (0, 1)
+
+
+def test_a_worker_still_warming_up_is_not_counted_up():
+    # The warm-up imports librosa and compiles its kernels: seconds, against the
+    # microseconds between starting the pool and asking.
+    pool = AudioWorkers(processes=1, queue=0, timeout_s=60.0, warm_up=True)
+    try:
+        while not multiprocessing.active_children():  # its process is running, warming up
+            time.sleep(0.001)
+        assert pool.status() == (0, 1)
+    finally:
+        pool.close()

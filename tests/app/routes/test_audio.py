@@ -24,8 +24,11 @@ def upload(client, data: bytes, name="clip.ogg", **form):
     return client.post("/songs/audio", files=files, data=form)
 
 
-def test_an_uploaded_clip_gets_neighbours(client, clip_bytes):
+def test_an_uploaded_clip_gets_neighbours(client, settings, clip_bytes):
+    # In-process there is no warm-up: the upload starts a worker, and /health shows it.
+    assert client.get("/health").json()["audio"] == {"workers": settings.audio_workers, "up": 0}
     response = upload(client, clip_bytes, k=5)
+    assert client.get("/health").json()["audio"]["up"] == 1
     assert response.status_code == 200
     body = response.json()
     assert len(body["results"]) == 5 and body["id"] is None
