@@ -201,7 +201,7 @@ class Settings(BaseSettings):
         5, ge=1, le=600, description="Idle keep-alive connections are closed after this"
     )
     max_header_bytes: int = Field(
-        16_384, ge=1024, description="Largest request line plus headers, bytes (400 beyond)"
+        16_384, ge=1024, description="Largest request line plus headers, bytes (431 beyond)"
     )
     max_expensive_requests: int = Field(
         4, ge=1, description="Batch, audio and evaluate requests served at once (503 beyond)"

@@ -103,3 +103,68 @@ def test_an_evaluation_stops_when_its_client_disconnects(server):
     while "client disconnected" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "evaluation stopped: the client disconnected" in log.read_text(), log.read_text()[-3000:]
+
+
+def http_request(method: str, path: str, *, headers: bytes = b"", body: bytes = b"") -> bytes:
+    length = b"Content-Length: %d\r\n" % len(body) if body else b""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: test\r\n".encode()
+        + headers
+        + length
+        + b"Content-Type: application/json\r\n\r\n"
+        + body
+    )
+
+
+def read_answers(sock: socket.socket, count: int) -> bytes:
+    """Read until `count` HTTP answers have arrived (each ends in a JSON body)."""
+    received = b""
+    while received.count(b"HTTP/1.1 ") < count or not received.rstrip().endswith(b"}"):
+        chunk = sock.recv(65_536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_headers_past_the_limit_get_a_431_in_one_read_or_streamed(server):
+    port, _ = server
+    too_long = b"X-Padding: " + b"a" * 20_000 + b"\r\n"  # the limit is 16,384 bytes
+    with connect(port) as sock:
+        sock.sendall(http_request("GET", "/health", headers=too_long))
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 431")
+    with connect(port) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        for _ in range(100):  # 100 kB of headers, 1 kB at a time, never finished
+            sock.sendall(b"X-Padding: " + b"a" * 1_000 + b"\r\n")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 431")
+
+
+def test_a_kept_alive_connections_next_request_has_the_same_header_limit(server):
+    port, _ = server
+    with connect(port) as sock:
+        sock.sendall(http_request("GET", "/health"))
+        assert read_answers(sock, 1).startswith(b"HTTP/1.1 200")
+        padding = b"X-Padding: " + b"a" * 20_000 + b"\r\n"
+        sock.sendall(http_request("GET", "/health", headers=padding))
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 431")
+
+
+def test_a_body_far_larger_than_the_header_limit_is_not_counted_as_headers(server):
+    port, _ = server
+    features = json.dumps([0.5] * 518)
+    body = ('{"k": 3, "features": ' + features + " " * 100_000 + "}").encode()  # JSON whitespace
+    with connect(port) as sock:
+        sock.sendall(http_request("POST", "/songs/similar", body=body))
+        answer = read_answers(sock, 1)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert len(json.loads(answer.split(b"\r\n\r\n", 1)[1])["results"]) == 3
+
+
+def test_pipelined_requests_with_bodies_are_each_answered(server):
+    port, _ = server
+    body = ('{"k": 2, "features": ' + json.dumps([0.5] * 518) + " " * 30_000 + "}").encode()
+    with connect(port) as sock:
+        sock.sendall(http_request("POST", "/songs/similar", body=body) * 3)
+        answer = read_answers(sock, 3)
+    assert answer.count(b"HTTP/1.1 200") == 3, answer[:300]
