@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     index_hnsw_ef_search: int = Field(
         64, ge=1, description="HNSW search candidate list: recall@10 0.999 at FMA size (BENCHMARKS)"
     )
+    index_hnsw_variance: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="HNSW graph over the principal components holding this share of the "
+        "variance (1 = full vectors); its candidates are re-ranked exactly",
+    )
+    index_hnsw_refine: int = Field(
+        2, ge=1, description="HNSW over components: candidates per answer re-ranked exactly"
+    )
     index_ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = about sqrt(n)")
     index_ivf_nprobe: int = Field(32, ge=1, description="IVF lists visited per query")
     index_pq_refine: int = Field(

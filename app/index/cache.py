@@ -82,7 +82,7 @@ def _digest(value: dict) -> str:
 def spec_digest(spec: IndexSpec) -> str:
     # Only what shapes the built index; search-time knobs may change freely.
     built = spec.as_dict()
-    search_time_knobs = ("hnsw_ef_search", "ivf_nprobe", "pq_refine", "exact_below")
+    search_time_knobs = ("hnsw_ef_search", "hnsw_refine", "ivf_nprobe", "pq_refine", "exact_below")
     flat_only = ("store", "store_refine", "coalesce_wait_ms")  # flat persists no index
     for search_time in search_time_knobs + flat_only:
         built.pop(search_time)

@@ -106,6 +106,8 @@ def index_spec(settings: Settings) -> IndexSpec:
         hnsw_m=settings.index_hnsw_m,
         hnsw_ef_construction=settings.index_hnsw_ef_construction,
         hnsw_ef_search=settings.index_hnsw_ef_search,
+        hnsw_variance=settings.index_hnsw_variance,
+        hnsw_refine=settings.index_hnsw_refine,
         ivf_nlist=settings.index_ivf_nlist,
         ivf_nprobe=settings.index_ivf_nprobe,
         pq_refine=settings.index_pq_refine,

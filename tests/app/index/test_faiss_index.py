@@ -10,22 +10,27 @@ from fastapi.testclient import TestClient
 
 from app.catalogue.rows import SongRows
 from app.index.faiss_index import FaissSongIndex
-from app.index.kinds import IndexSpec, effective_kind, padded_dim
+from app.index.kinds import IndexSpec, effective_kind, padded_dim, principal_components
 from app.index.protocol import Near, SongFilter, haversine_km
 from app.main import create_app
 
 N_SONGS, DIM, K = 12_000, 30, 10  # 12,000 >= the IVF-PQ training minimum; 30 pads to 32
+LATENT = 12  # the directions the songs vary along, beside a little noise in all DIM
 GENRES = np.array(["Rock", "Jazz", "Folk", "Pop"], dtype=object)
 
 
 @pytest.fixture(scope="module")
 def songs():
-    """Clustered vectors (as embeddings are) with filter attributes; ids not equal to rows."""
+    """Clustered vectors (as embeddings are) with filter attributes; ids not equal to rows.
+
+    As learned embeddings do, they vary mostly along a few directions (LATENT of DIM),
+    so the HNSW graph is built over principal components, unless told otherwise.
+    """
     rng = np.random.default_rng(5)
-    centres = rng.normal(size=(60, DIM)) * 3
-    vectors = (centres[rng.integers(0, 60, N_SONGS)] + rng.normal(size=(N_SONGS, DIM))).astype(
-        np.float32
-    )
+    basis = np.linalg.qr(rng.normal(size=(DIM, LATENT)))[0].T  # LATENT orthonormal rows
+    centres = rng.normal(size=(60, LATENT)) * 3
+    latent = centres[rng.integers(0, 60, N_SONGS)] + rng.normal(size=(N_SONGS, LATENT))
+    vectors = (latent @ basis + 0.02 * rng.normal(size=(N_SONGS, DIM))).astype(np.float32)
     rows = SongRows(
         ids=np.arange(N_SONGS, dtype=np.int64) * 3 + 7,
         artist_ids=rng.integers(0, 2_000, N_SONGS),
@@ -33,7 +38,8 @@ def songs():
         latitudes=rng.uniform(-60, 60, N_SONGS),
         longitudes=rng.uniform(-180, 180, N_SONGS),
     )
-    queries = (centres[rng.integers(0, 60, 50)] + rng.normal(size=(50, DIM))).astype(np.float32)
+    latent_queries = centres[rng.integers(0, 60, 50)] + rng.normal(size=(50, LATENT))
+    queries = (latent_queries @ basis + 0.02 * rng.normal(size=(50, DIM))).astype(np.float32)
     return rows, vectors, queries
 
 
@@ -75,14 +81,45 @@ def rows_of(index_result, rows: SongRows):
     return [[row_of[n.song_id] for n in hits] for hits in index_result]
 
 
-@pytest.fixture(scope="module", params=["hnsw", "ivf", "ivfpq"])
+APPROXIMATE = {
+    "hnsw": IndexSpec(kind="hnsw"),  # over principal components, candidates re-ranked
+    "hnsw-full": IndexSpec(kind="hnsw", hnsw_variance=1.0),  # over the full vectors
+    "ivf": IndexSpec(kind="ivf"),
+    "ivfpq": IndexSpec(kind="ivfpq"),
+}
+
+
+@pytest.fixture(scope="module", params=list(APPROXIMATE))
 def approximate(request, songs):
     rows, vectors, _ = songs
-    return FaissSongIndex.from_embeddings(rows, vectors, IndexSpec(kind=request.param))
+    return FaissSongIndex.from_embeddings(rows, vectors, APPROXIMATE[request.param])
 
 
 def test_each_kind_is_built_as_asked(approximate):
     assert approximate.kind == approximate.spec.kind
+    over_components = isinstance(approximate.faiss_index, faiss.IndexPreTransform)
+    assert over_components == (approximate.kind == "hnsw" and approximate.spec.hnsw_variance < 1)
+    if over_components:  # the graph's dimension: the latent directions hold the variance
+        assert faiss.downcast_index(approximate.faiss_index.index).d == LATENT
+
+
+@pytest.mark.parametrize(
+    ("variances", "share", "expected"),
+    [
+        ([50, 30, 15, 4, 1] + [0] * 15, 0.95, 3),  # 50 + 30 + 15 = 95 of 100
+        ([50, 30, 15, 4, 1] + [0] * 15, 0.96, 4),
+        ([50, 30, 15, 4, 1] + [0] * 15, 1.0, None),  # the full vectors asked for
+        ([1] * 20, 0.99, None),  # 20 of 20 needed: more than half, nothing to gain
+    ],
+)
+def test_principal_components_hold_the_share_of_variance_asked(variances, share, expected):
+    # Independent of the data's orientation: a random rotation of known variances.
+    rng = np.random.default_rng(0)
+    rotation = np.linalg.qr(rng.normal(size=(20, 20)))[0]
+    white = rng.normal(size=(50_000, 20))
+    white = (white - white.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(white.T))).T
+    sample = (white * np.sqrt(variances)) @ rotation.T
+    assert principal_components(sample.astype(np.float32), share) == expected
 
 
 def test_recall_at_10_against_brute_force(approximate, songs):
