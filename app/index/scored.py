@@ -467,7 +467,7 @@ class ScoredIndex:
         query_stats: Neighbourhoods | None,
         q: int,
     ) -> list[Neighbour]:
-        ids, vectors, songs = self._candidate_rows(candidates)
+        ids, vectors, songs = self._candidate_rows(candidates, stats=scoring.name != "l2")
         if len(ids) == 0:
             return []
         distances = exact_distances(query[None, :], vectors)
@@ -484,23 +484,24 @@ class ScoredIndex:
         ]
 
     def _candidate_rows(
-        self, candidates: list[Neighbour]
-    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods]:
+        self, candidates: list[Neighbour], *, stats: bool
+    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods | None]:
         """The candidates still indexed, their vectors and neighbourhood rows. A song
         removed by another thread between the filter and the reads (the follower, a
         DELETE) raises KeyError there: filter again, so the search never fails for it."""
         for _ in range(MAX_REREAD_ATTEMPTS - 1):
             try:
-                return self._read_candidates(candidates)
+                return self._read_candidates(candidates, stats=stats)
             except KeyError:
                 continue
-        return self._read_candidates(candidates)
+        return self._read_candidates(candidates, stats=stats)
 
     def _read_candidates(
-        self, candidates: list[Neighbour]
-    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods]:
+        self, candidates: list[Neighbour], *, stats: bool
+    ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods | None]:
+        """stats: also the candidates' neighbourhood rows (l2 reads none)."""
         ids = np.array([c.song_id for c in candidates if c.song_id in self._pos], dtype=np.int64)
-        return ids, self._inner.embeddings_of(ids), self._stats_of(ids)
+        return ids, self._inner.embeddings_of(ids), self._stats_of(ids) if stats else None
 
     def _query_stats(
         self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring, *, from_pool: bool
