@@ -23,6 +23,7 @@ the same.
 """
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -94,7 +95,21 @@ def fuzz_settings(tmp_path_factory, bundle_dir, catalogue) -> Settings:
 
 @pytest.fixture(scope="module")
 def fuzz_app(fuzz_settings):
-    return create_app(fuzz_settings)
+    """The app, after one start-up that computed and persisted the songs' neighbourhoods:
+    every fuzzed call starts the app again and reads them, so a local-scaling or
+    mutual-proximity case never meets the 503 of a table still being computed."""
+    app = create_app(fuzz_settings)
+    with get_client(app) as client:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            state = client.get("/health").json()["scoring"]["neighbourhoods"]["state"]
+            assert state != "failed"
+            if state == "ready":
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the neighbourhoods were not computed within 600 s")
+    return app
 
 
 def test_the_fuzzed_app_has_run_its_lifespan(fuzz_app, catalogue):
