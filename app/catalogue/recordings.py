@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -51,21 +51,36 @@ def recording_key(*, title: str | None, artist: str | None) -> str | None:
 def first_distinct(
     *,
     keys: Sequence[str | None],
-    vectors: np.ndarray,
+    vectors: np.ndarray | Callable[[np.ndarray], np.ndarray],
     k: int,
     taken_keys: Sequence[str | None] = (),
     taken_vectors: np.ndarray | None = None,
+    distances: Sequence[float] | np.ndarray | None = None,
+    taken_distances: Sequence[float] | np.ndarray | None = None,
 ) -> list[int]:
     """Rows of the first k candidates (in their order) that copy no earlier kept one, nor
     anything taken (e.g. the query song).
 
-    keys: (n,) recording keys; vectors: (n, d) the candidates' vectors.
+    keys: (n,) recording keys; vectors: (n, d) the candidates' vectors, or a function of
+    candidate rows returning theirs. distances (optional): each candidate's L2 distance
+    to one point, the query, and taken_distances the taken songs'; then only the
+    candidates `distance_suspects` names have their vectors read and compared.
     """
-    x = np.asarray(vectors, dtype=np.float64).reshape(len(keys), -1)
-    taken = np.empty((0, x.shape[1])) if taken_vectors is None else taken_vectors
-    taken = np.asarray(taken, dtype=np.float64).reshape(-1, x.shape[1])
-    copies = _close_pairs(x, np.concatenate([x, taken]))  # row -> rows of copies
-    blocked = set(range(len(x), len(x) + len(taken)))  # the taken songs, then each kept row
+    n = len(keys)
+    suspects = np.arange(n) if distances is None else distance_suspects(distances, taken_distances)
+    read = vectors if callable(vectors) else np.asarray(vectors).__getitem__
+    copies: dict[int, set[int]] = {}
+    if len(suspects):
+        x = np.asarray(read(suspects), dtype=np.float64).reshape(len(suspects), -1)
+        taken = np.empty((0, x.shape[1])) if taken_vectors is None else taken_vectors
+        taken = np.asarray(taken, dtype=np.float64).reshape(-1, x.shape[1])
+        # Rows of the comparison (suspects, then the taken songs) -> candidate rows (the
+        # taken songs after all n candidates).
+        rows_of = np.concatenate([suspects, n + np.arange(len(taken))])
+        for a, close in _close_pairs(x, np.concatenate([x, taken])).items():
+            copies[int(suspects[a])] = {int(rows_of[b]) for b in close}
+    n_taken = 0 if taken_vectors is None else len(np.atleast_2d(taken_vectors))
+    blocked = set(range(n, n + n_taken))  # the taken songs, then each kept row
     used_keys = {key for key in taken_keys if key is not None}
     rows: list[int] = []
     for row, key in enumerate(keys):
@@ -80,6 +95,28 @@ def first_distinct(
         if key is not None:
             used_keys.add(key)
     return rows
+
+
+def distance_suspects(
+    distances: Sequence[float] | np.ndarray, taken_distances: Sequence[float] | np.ndarray | None
+) -> np.ndarray:
+    """Candidate rows that may copy another candidate or a taken song, judged from their
+    distances to one point: two songs within DUPLICATE_DISTANCE of each other lie within
+    it of that point's distance too (triangle inequality), so any other pair is not a copy.
+
+    The margin also covers distances computed in float32 (about 1e-7 of their size).
+    """
+    d = np.asarray(distances, dtype=np.float64).reshape(-1)
+    taken = np.asarray([] if taken_distances is None else taken_distances, dtype=np.float64)
+    every = np.concatenate([d, taken.reshape(-1)])
+    if len(every) < 2:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(every, kind="stable")
+    margin = DUPLICATE_DISTANCE + 1e-6 * float(np.abs(every).max())
+    near = np.diff(every[order]) <= margin  # sorted neighbours: a near pair's chain is near
+    marked = np.zeros(len(every), dtype=bool)
+    marked[order[:-1][near]] = marked[order[1:][near]] = True
+    return np.flatnonzero(marked[: len(d)])
 
 
 def _close_pairs(x: np.ndarray, others: np.ndarray) -> dict[int, set[int]]:

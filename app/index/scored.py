@@ -129,6 +129,10 @@ class _ChangesDuringBuild:
 class ScoredIndex:
     """A `SongIndex` whose searches re-rank a pool of L2 candidates; thread-safe as its backend."""
 
+    # Its answers' distances are float64 L2 of the stored vectors, with no cancellation
+    # (search_distinct screens copies by them).
+    exact_distances = True
+
     def __init__(
         self,
         inner: SongIndex,

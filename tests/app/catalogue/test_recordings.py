@@ -8,6 +8,7 @@ import pytest
 from app.catalogue.library import LibrarySongs, near_duplicates
 from app.catalogue.recordings import (
     DUPLICATE_DISTANCE,
+    distance_suspects,
     duplicate_pairs,
     first_distinct,
     normalised,
@@ -126,3 +127,49 @@ def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
         )
         assert found == expected
     assert len(_first_distinct_directly(keys, vectors, n, [], [])) < n  # copies were planted
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_screened_by_distance_to_a_query_the_same_copies_are_found_reading_fewer_vectors(scale):
+    rng = np.random.default_rng(7 + int(scale))
+    n, d = 40, 518
+    vectors = rng.normal(scale=scale, size=(n, d))
+    for a, b in rng.integers(0, n, size=(12, 2)):
+        if a != b:
+            step = rng.normal(size=d)
+            factor = rng.choice([0.0, 0.5, 0.999, 1.001, 1.5])
+            vectors[b] = vectors[a] + step / np.linalg.norm(step) * DUPLICATE_DISTANCE * factor
+    keys = [f"k{rng.integers(0, 60)}" if rng.random() < 0.5 else None for _ in range(n)]
+    taken = vectors[[3]] + DUPLICATE_DISTANCE / 2
+    query = rng.normal(scale=scale, size=d)
+    order = np.argsort(np.linalg.norm(vectors - query, axis=1))  # nearest first, as answers
+    vectors = vectors[order]
+    keys = [keys[i] for i in order]
+    distances = np.linalg.norm(vectors - query, axis=1)
+    taken_distances = np.linalg.norm(taken - query, axis=1)
+    read: list[int] = []
+
+    def vectors_of(rows):
+        read.extend(np.asarray(rows).tolist())
+        return vectors[rows]
+
+    for k in (5, 10, n):
+        expected = _first_distinct_directly(keys, vectors, k, ["k1"], taken)
+        found = first_distinct(
+            keys=keys,
+            vectors=vectors_of,
+            k=k,
+            taken_keys=["k1"],
+            taken_vectors=taken,
+            distances=distances,
+            taken_distances=taken_distances,
+        )
+        assert found == expected
+    assert 0 < len(set(read)) < n  # the planted copies were read, the rest were not
+
+
+def test_distance_suspects_are_every_candidate_within_the_copy_distance_of_another():
+    distances = np.array([1.0, 2.0, 2.0 + DUPLICATE_DISTANCE / 2, 5.0, 7.0, 9.0])
+    assert distance_suspects(distances, None).tolist() == [1, 2]
+    assert distance_suspects(distances, [7.0]).tolist() == [1, 2, 4]  # near a taken song
+    assert distance_suspects(distances[:1], None).tolist() == []
