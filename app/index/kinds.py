@@ -191,8 +191,8 @@ def add_vectors(index: faiss.Index, vectors: np.ndarray | FileRows, *, chunk: in
 
 
 def kind_of(index: faiss.Index) -> IndexKind:
-    if isinstance(index, faiss.IndexPreTransform):  # an HNSW graph over principal components
-        return kind_of(faiss.downcast_index(index.index))
+    if isinstance(index, faiss.IndexPreTransform):  # only `_hnsw` builds one (per search:
+        return "hnsw"  # no downcast of the inner index)
     if isinstance(index, faiss.IndexHNSWFlat):
         return "hnsw"
     if isinstance(index, faiss.IndexIVFPQ):
