@@ -106,12 +106,9 @@ def _first_distinct_directly(keys, vectors, k, taken_keys, taken_vectors) -> lis
     return rows
 
 
-@pytest.mark.parametrize("scale", [1.0, 1000.0])
-def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
-    # Copies planted just inside and just outside the distance, among vectors large
-    # enough (scale 1000) that |a|^2 + |b|^2 - 2ab alone would misjudge them.
-    rng = np.random.default_rng(int(scale))
-    n, d = 40, 518
+def _planted_copies(rng, n: int, d: int, scale: float):
+    """n vectors with copies planted just inside and just outside the copy distance,
+    keys (half None), and one taken vector within the distance of row 3."""
     vectors = rng.normal(scale=scale, size=(n, d))
     for a, b in rng.integers(0, n, size=(12, 2)):
         if a != b:
@@ -119,7 +116,16 @@ def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
             factor = rng.choice([0.0, 0.5, 0.999, 1.001, 1.5])
             vectors[b] = vectors[a] + step / np.linalg.norm(step) * DUPLICATE_DISTANCE * factor
     keys = [f"k{rng.integers(0, 60)}" if rng.random() < 0.5 else None for _ in range(n)]
-    taken = vectors[[3]] + DUPLICATE_DISTANCE / 2
+    return vectors, keys, vectors[[3]] + DUPLICATE_DISTANCE / 2
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
+    # Copies planted just inside and just outside the distance, among vectors large
+    # enough (scale 1000) that |a|^2 + |b|^2 - 2ab alone would misjudge them.
+    rng = np.random.default_rng(int(scale))
+    n, d = 40, 518
+    vectors, keys, taken = _planted_copies(rng, n, d, scale)
     for k in (5, 10, n):
         expected = _first_distinct_directly(keys, vectors, k, ["k1"], taken)
         found = first_distinct(
@@ -133,14 +139,7 @@ def test_first_distinct_finds_the_copies_a_direct_comparison_finds(scale):
 def test_screened_by_distance_to_a_query_the_same_copies_are_found_reading_fewer_vectors(scale):
     rng = np.random.default_rng(7 + int(scale))
     n, d = 40, 518
-    vectors = rng.normal(scale=scale, size=(n, d))
-    for a, b in rng.integers(0, n, size=(12, 2)):
-        if a != b:
-            step = rng.normal(size=d)
-            factor = rng.choice([0.0, 0.5, 0.999, 1.001, 1.5])
-            vectors[b] = vectors[a] + step / np.linalg.norm(step) * DUPLICATE_DISTANCE * factor
-    keys = [f"k{rng.integers(0, 60)}" if rng.random() < 0.5 else None for _ in range(n)]
-    taken = vectors[[3]] + DUPLICATE_DISTANCE / 2
+    vectors, keys, taken = _planted_copies(rng, n, d, scale)
     query = rng.normal(scale=scale, size=d)
     order = np.argsort(np.linalg.norm(vectors - query, axis=1))  # nearest first, as answers
     vectors = vectors[order]
