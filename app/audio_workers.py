@@ -106,6 +106,9 @@ class _Slot:
         self._process = None
         self._connection: Connection | None = None
         self._ready = False  # the process has said "ready" (after its warm-up)
+        # stop() runs from the pool's close() while a starting thread may stop the same
+        # slot on its own failure: one at a time, or the pipe is closed twice (EBADF).
+        self._stopping = threading.Lock()
 
     def run(self, function: Callable, args: tuple, *, timeout_s: float) -> Any:
         connection = self.started()
@@ -155,13 +158,14 @@ class _Slot:
         return self._ready and self._process is not None and self._process.is_alive()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(timeout=10)
-        if self._connection is not None:
-            self._connection.close()
-        self._process = self._connection = None
-        self._ready = False
+        with self._stopping:
+            if self._process is not None:
+                self._process.kill()
+                self._process.join(timeout=10)
+            if self._connection is not None:
+                self._connection.close()
+            self._process = self._connection = None
+            self._ready = False
 
 
 class AudioWorkers:
