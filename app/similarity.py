@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.cards import SongCards
 from app.catalogue import CatalogueError
 from app.catalogue.reads import read_index_rows
-from app.catalogue.recordings import distance_suspects, first_distinct
+from app.catalogue.recordings import first_distinct
 from app.catalogue.rows import SongRows
 from app.catalogue.writes import NewSong, add_song, delete_songs, update_song
 from app.index.protocol import Neighbour, SongFilter, SongIndex
@@ -166,39 +166,31 @@ def _distinct(
     keys_of: KeysOf, index, queries, found, k, taken_keys, taken_vectors
 ) -> list[list[Neighbour]]:
     """Each query's candidates cut to the first k distinct recordings: one read of the
-    candidates' titles for all queries, and one of the vectors of those whose distances
-    to the query leave a copy possible (`distance_suspects`; usually none)."""
+    candidates' titles for all queries; vectors only of the candidates whose distances to
+    the query leave a copy possible (`first_distinct`'s screen; usually none)."""
     found = [[n for n in candidates if n.song_id in index] for candidates in found]  # deleted?
     song_ids = [np.array([n.song_id for n in c], dtype=np.int64) for c in found]
     if not sum(len(s) for s in song_ids):
         return [[] for _ in found]
     keys = keys_of(np.unique(np.concatenate(song_ids)).tolist())
-    distances: list = [np.array([n.distance for n in c], dtype=np.float64) for c in found]
-    taken_distances: list = [None] * len(found)
-    if taken_vectors is not None:  # the query song's own distance: 0 for its stored vector
-        taken_distances = list(np.linalg.norm(queries[:, None, :] - taken_vectors, axis=2))
-    if not getattr(index, "exact_distances", False):  # float32 distances: compare all
-        distances = taken_distances = [None] * len(found)
-    suspects = [
-        ids if d is None else ids[distance_suspects(d, t)]
-        for ids, d, t in zip(song_ids, distances, taken_distances, strict=True)
-    ]
-    read_ids = np.unique(np.concatenate(suspects))
-    vectors = index.embeddings_of(read_ids) if len(read_ids) else np.empty((0, 1))
+    screened = getattr(index, "exact_distances", False)  # float32 distances: compare all
+    taken_distances = None
+    if screened and taken_vectors is not None:  # the query song's: 0 for its stored vector
+        taken_distances = np.linalg.norm(queries[:, None, :] - taken_vectors, axis=2)
 
-    def vectors_of(ids: np.ndarray):
-        return lambda rows: vectors[np.searchsorted(read_ids, ids[rows])]
+    def reader(ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda rows: index.embeddings_of(ids[rows])
 
     kept = []
-    for candidates, ids, d, t in zip(found, song_ids, distances, taken_distances, strict=True):
+    for q, (candidates, ids) in enumerate(zip(found, song_ids, strict=True)):
         chosen = first_distinct(
             keys=[keys.get(int(i)) for i in ids],
-            vectors=vectors_of(ids),
+            vectors=reader(ids),
             k=k,
             taken_keys=taken_keys,
             taken_vectors=taken_vectors,
-            distances=d,
-            taken_distances=t,
+            distances=[n.distance for n in candidates] if screened else None,
+            taken_distances=None if taken_distances is None else taken_distances[q],
         )
         kept.append([candidates[c] for c in chosen])
     return kept

@@ -126,7 +126,7 @@ def _hnsw(spec: IndexSpec, vectors: np.ndarray | FileRows, *, seed: int) -> fais
     directions is searched several times faster this way (BENCHMARKS), and the exact
     re-ranking of the candidates restores the full vectors' distances.
     """
-    n, dim = vectors.shape
+    dim = vectors.shape[1]
     sample = _sample(vectors, PCA_TRAINING, seed=seed)
     components = principal_components(sample, spec.hnsw_variance)
     graph = faiss.IndexHNSWFlat(components or dim, spec.hnsw_m)
@@ -153,6 +153,7 @@ def principal_components(sample: np.ndarray, variance: float) -> int | None:
 
 
 def _sample(vectors: np.ndarray | FileRows, most: int, *, seed: int) -> np.ndarray:
+    """At most `most` rows drawn without replacement (all when fewer), in row order."""
     n = len(vectors)
     if n <= most:
         return np.asarray(vectors[np.arange(n)], dtype=np.float32)
@@ -168,10 +169,8 @@ def _trained_ivf(spec: IndexSpec, kind: IndexKind, vectors: np.ndarray | FileRow
     else:
         dim = padded_dim(dim)
         index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, dim // PQ_DIMS_PER_BYTE, 8)
-    rng = np.random.default_rng(seed)
     n_train = min(n, max(nlist * TRAINING_VECTORS_PER_LIST, PQ_MIN_TRAINING))
-    sample = np.sort(rng.choice(n, size=n_train, replace=False))
-    index.train(prepare(index, np.asarray(vectors[sample], dtype=np.float32)))
+    index.train(prepare(index, _sample(vectors, n_train, seed=seed)))
     return index
 
 
@@ -191,8 +190,8 @@ def add_vectors(index: faiss.Index, vectors: np.ndarray | FileRows, *, chunk: in
 
 
 def kind_of(index: faiss.Index) -> IndexKind:
-    if isinstance(index, faiss.IndexPreTransform):  # only `_hnsw` builds one (per search:
-        return "hnsw"  # no downcast of the inner index)
+    if isinstance(index, faiss.IndexPreTransform):  # only `_hnsw` builds one: no downcast
+        return "hnsw"
     if isinstance(index, faiss.IndexHNSWFlat):
         return "hnsw"
     if isinstance(index, faiss.IndexIVFPQ):
