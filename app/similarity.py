@@ -103,8 +103,7 @@ def update_and_reindex(
     if embedding is None:
         embedding = index.embedding_of(song_id)[None, :]
     rows, _ = read_index_rows(session, ids=np.array([song_id]))
-    index.remove(np.array([song_id]))
-    index.add(rows, embedding)
+    index.replace(rows, embedding)  # one step: a search meanwhile still finds the song
     return song
 
 

@@ -186,32 +186,54 @@ class FaissSongIndex:
         Skipping makes adding idempotent: the request that stored a song and the
         follower that tails the database may both offer it.
         """
+        vectors = self._checked(rows, embeddings)
+        with self._lock.writing():
+            return self._append(rows, vectors)
+
+    def remove(self, song_ids: np.ndarray) -> int:
+        """Stop returning these songs (absent ids are ignored); returns how many were indexed."""
+        with self._lock.writing():
+            return self._drop(song_ids)
+
+    def replace(self, rows: SongRows, embeddings: np.ndarray) -> int:
+        """Swap these songs' entries for new ones (or add them) under one write lock: a
+        search finds each song as it was or as it is, never neither. Returns how many
+        were indexed before."""
+        vectors = self._checked(rows, embeddings)
+        with self._lock.writing():
+            replaced = self._drop(rows.ids)
+            self._append(rows, vectors)
+            return replaced
+
+    def _checked(self, rows: SongRows, embeddings: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         if vectors.shape != (len(rows), self.dim):
             raise ValueError(f"expected ({len(rows)}, {self.dim}) embeddings, got {vectors.shape}")
         if len(np.unique(rows.ids)) != len(rows):
             raise ValueError("song ids repeat within one add")
-        with self._lock.writing():
-            new = np.array([int(i) not in self._row_of for i in rows.ids], dtype=bool)
-            if not new.any():
-                return 0
-            fresh = SongRows(*(column[new] for column in rows.columns()))
-            start = len(self._rows)
-            if self._faiss is not None:
-                add_vectors(self._faiss, vectors[new])
-            self._vectors.append(vectors[new])
-            self._exact.appended()
-            self._rows = self._rows.extend(fresh)
-            self._dead = np.concatenate([self._dead, np.zeros(len(fresh), dtype=bool)])
-            self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
-            return int(new.sum())
+        return vectors
 
-    def remove(self, song_ids: np.ndarray) -> int:
-        """Stop returning these songs (absent ids are ignored); returns how many were indexed."""
-        with self._lock.writing():
-            rows = [self._row_of.pop(int(i)) for i in song_ids if int(i) in self._row_of]
-            self._dead[rows] = True
-            return len(rows)
+    def _append(self, rows: SongRows, vectors: np.ndarray) -> int:
+        """Append the songs not indexed yet; under the write lock."""
+        new = np.array([int(i) not in self._row_of for i in rows.ids], dtype=bool)
+        if not new.any():
+            return 0
+        fresh = SongRows(*(column[new] for column in rows.columns()))
+        start = len(self._rows)
+        if self._faiss is not None:
+            add_vectors(self._faiss, vectors[new])
+        self._vectors.append(vectors[new])
+        self._exact.appended()
+        self._rows = self._rows.extend(fresh)
+        self._dead = np.concatenate([self._dead, np.zeros(len(fresh), dtype=bool)])
+        self._row_of.update((int(i), start + n) for n, i in enumerate(fresh.ids))
+        return int(new.sum())
+
+    def _drop(self, song_ids: np.ndarray) -> int:
+        """Mark these songs' rows dead; under the write lock."""
+        rows = [self._row_of.pop(int(i)) for i in song_ids if int(i) in self._row_of]
+        self._dead[rows] = True
+        return len(rows)
 
     def ids(self) -> np.ndarray:
         """A copy of the indexed song ids, in index order."""

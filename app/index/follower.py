@@ -259,8 +259,7 @@ def refresh_revised_songs(
         if not usable.all():
             NON_FINITE_SKIPPED.add(int((~usable).sum()))
             log.warning("songs %s have features that cannot be embedded", rows.ids[~usable])
-        index.remove(rows.ids[usable])
-        index.add(SongRows(*(c[usable] for c in rows.columns())), embeddings[usable])
+        index.replace(SongRows(*(c[usable] for c in rows.columns())), embeddings[usable])
         reread.append(rows.ids)
         seen.revisions.update((int(i), stored[int(i)]) for i in rows.ids)
     seen.summary = summary

@@ -155,6 +155,10 @@ class MilvusSongIndex:
             self._known.difference_update(ids)
         return len(present)
 
+    def replace(self, rows: SongRows, embeddings: np.ndarray) -> int:
+        """An upsert, as `add` is: Milvus swaps each row by its primary key."""
+        return len(rows) - self.add(rows, embeddings)
+
     def stored_ids(self) -> np.ndarray:
         """Every id in the collection (which outlives restarts), read in pages."""
         iterator = self._client.query_iterator(

@@ -74,7 +74,13 @@ class SongIndex(Protocol):
 
     def remove(self, song_ids: np.ndarray) -> int:
         """Never return these songs again (absent ids are ignored); returns how many were
-        indexed. An update of a song's vector is `remove` then `add`."""
+        indexed."""
+        ...
+
+    def replace(self, rows: SongRows, embeddings: np.ndarray) -> int:
+        """Index these songs' new vectors and attributes in place of their old ones (songs
+        not indexed are added) in one step: a concurrent search finds each song, old or
+        new, never neither. Returns how many were indexed before."""
         ...
 
     def ids(self) -> np.ndarray:

@@ -413,18 +413,40 @@ class ScoredIndex:
         """Remove songs from the backend (its `remove`), then refresh the radii they held."""
         with self._writing():
             present = np.array([i for i in map(int, song_ids) if i in self._pos], dtype=np.int64)
-            affected: np.ndarray | list[int] = []
-            if len(present) and self._changes is not None:  # the build redoes them at its end
-                self._changes.removed_ids.append(present)
-                self._changes.removed_vectors.append(self._inner.embeddings_of(present))
-            elif len(present) and self._ready:
-                vectors = self._inner.embeddings_of(present)
-                affected = self._affected_by(vectors, present, added=False)
+            affected = self._leaving(present)
             removed = self._inner.remove(song_ids)
             for song_id in present:
                 self._pos.pop(int(song_id), None)
             self._recompute(np.setdiff1d(affected, present))
             return removed
+
+    def replace(self, rows: SongRows, embeddings: np.ndarray) -> int:
+        """Swap songs' entries in the backend in one step (its `replace`), then refresh
+        the radii their old and new places move. A replaced song keeps its table row
+        (its old radius) until the refresh."""
+        with self._writing():
+            ids = np.asarray(rows.ids, dtype=np.int64)
+            known = np.array([int(i) in self._pos for i in ids], dtype=bool)
+            affected = self._leaving(ids[known])
+            self._extend(ids[~known], np.zeros((int((~known).sum()), COLUMNS)))
+            replaced = self._inner.replace(rows, embeddings)
+            if self._changes is not None:  # a build is under way: it redoes them at its end
+                self._changes.added.update(map(int, ids))
+            elif len(ids) and self._ready:
+                vectors = np.asarray(embeddings, dtype=np.float32)
+                entering = self._affected_by(vectors, ids, added=True)
+                self._recompute(np.union1d(ids, np.union1d(affected, entering)))
+            return replaced
+
+    def _leaving(self, present: np.ndarray) -> np.ndarray:
+        """Before indexed songs leave their place: the songs whose radius they hold (to
+        recompute after), or, during a build, a note for its end. Under the write lock."""
+        if len(present) and self._changes is not None:
+            self._changes.removed_ids.append(present)
+            self._changes.removed_vectors.append(self._inner.embeddings_of(present))
+        elif len(present) and self._ready:
+            return self._affected_by(self._inner.embeddings_of(present), present, added=False)
+        return np.empty(0, dtype=np.int64)
 
     # --- search ------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Approximate index kinds against brute-force numpy search: recall, exact distances, filters."""
 
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -303,13 +304,12 @@ def test_removed_songs_are_never_returned_and_the_rest_still_are(any_kind, songs
     assert rows.ids[removed[0]] not in any_kind
 
 
-def test_an_update_is_a_removal_and_an_add_under_the_same_id(any_kind, songs):
+def test_a_replace_moves_a_song_under_the_same_id(any_kind, songs):
     rows, vectors, _ = songs
     song = int(rows.ids[0])
     moved = np.full((1, DIM), -40.0, dtype=np.float32)  # far from every cluster
     one = SongRows(*(column[:1] for column in rows.columns()))
-    any_kind.remove(np.array([song]))
-    assert any_kind.add(one, moved) == 1
+    assert any_kind.replace(one, moved) == 1  # it was indexed
     hits = any_kind.search(moved, k=2)[0]
     assert hits[0].song_id == song and hits[0].distance == pytest.approx(0.0, abs=1e-3)
     assert any_kind.embedding_of(song) == pytest.approx(moved[0])
@@ -317,6 +317,30 @@ def test_an_update_is_a_removal_and_an_add_under_the_same_id(any_kind, songs):
     # its old place is empty: a query at the old vector does not find it
     old = any_kind.search(vectors[:1], k=K)[0]
     assert song not in [n.song_id for n in old]
+    any_kind.remove(np.array([song]))
+    assert any_kind.replace(one, moved) == 0 and song in any_kind  # absent: added
+
+
+def test_a_song_being_replaced_is_found_by_every_search_meanwhile(songs):
+    # A remove then an add would leave a moment where the song is in neither place.
+    rows, vectors, _ = songs
+    index = FaissSongIndex.from_embeddings(rows, vectors)
+    song, one = int(rows.ids[0]), SongRows(*(column[:1] for column in rows.columns()))
+    places = [vectors[:1], vectors[:1] + np.float32(0.01)]
+    done, missed = threading.Event(), []
+
+    def replace_back_and_forth():
+        for turn in range(3_000):
+            index.replace(one, places[turn % 2])
+        done.set()
+
+    writer = threading.Thread(target=replace_back_and_forth)
+    writer.start()
+    while not done.is_set():
+        found = index.search(vectors[:1], k=3)
+        missed += [song not in {n.song_id for n in found[0]}]
+    writer.join()
+    assert len(missed) > 100 and not any(missed)
 
 
 def _resident_kib(path) -> int:

@@ -60,3 +60,17 @@ def test_each_backend_returns_the_brute_force_neighbours_that_pass_the_filter(in
     )[0]
     assert [n.song_id for n in found] == rows.ids[order].tolist()
     np.testing.assert_allclose([n.distance for n in found], distances[order], rtol=1e-4)
+
+
+def test_each_backend_replaces_a_song_in_place_and_adds_one_it_lacks(index, songs):
+    rows, vectors = songs
+    song = int(rows.ids[4])
+    far = np.full((1, DIM), 30.0, dtype=np.float32)
+    moved = SongRows.from_columns([song], [rows.artist_ids[4]], ["Folk"], [None], [None])
+    assert index.replace(moved, far) == 1
+    assert len(index) == N
+    found = index.search(far, k=1, where=SongFilter(genre="Folk"))[0]
+    assert [n.song_id for n in found] == [song] and found[0].distance == pytest.approx(0, abs=1e-3)
+    assert song not in {n.song_id for n in index.search(vectors[4], k=5)[0]}
+    new = SongRows.from_columns([-7], [1], ["Folk"], [None], [None])
+    assert index.replace(new, far + 1) == 0 and -7 in index and len(index) == N + 1

@@ -208,7 +208,9 @@ class NumpySongIndex:
 
 def test_radii_after_removals_equal_a_full_recomputation():
     rows, vectors = catalogue(300, seed=4)
-    index = ScoredIndex.build(NumpySongIndex(rows, vectors), scoring=Scoring(k=K_RADIUS))
+    index = ScoredIndex.build(
+        NumpySongIndex(rows, vectors), scoring=Scoring(k=K_RADIUS), eager=True
+    )  # the radii exist before the removals, which must keep them current
     gone = rows.ids[::7]
     assert index.remove(gone) == len(gone)
     keep = ~np.isin(rows.ids, gone)
@@ -219,6 +221,21 @@ def test_radii_after_removals_equal_a_full_recomputation():
     got, expected = table_by_id(index, rows.ids[keep]), table_by_id(rebuilt, rows.ids[keep])
     np.testing.assert_allclose(got[:, [RADIUS, KTH]], expected[:, [RADIUS, KTH]], rtol=1e-12)
     assert not any(int(i) in {n.song_id for n in index.search(vectors[0], k=50)[0]} for i in gone)
+
+
+def test_radii_after_replaces_equal_a_full_recomputation():
+    rows, vectors = catalogue(300, seed=6)
+    scoring = Scoring(k=K_RADIUS)
+    every = np.ones(len(rows), dtype=bool)
+    index = fresh_index(rows, vectors, every, scoring)  # radii computed before the replace
+    moved, now = np.r_[0:300:9], vectors.copy()
+    now[moved] = vectors[moved[::-1]] + 0.05  # each to another song's place, some far
+    assert index.replace(SongRows(*(c[moved] for c in rows.columns())), now[moved]) == len(moved)
+    got = table_by_id(index, rows.ids)
+    expected = table_by_id(fresh_index(rows, now, every, scoring), rows.ids)
+    np.testing.assert_allclose(got[:, [RADIUS, KTH]], expected[:, [RADIUS, KTH]], rtol=1e-12)
+    before = table_by_id(fresh_index(rows, vectors, every, scoring), rows.ids)
+    assert not np.allclose(before[:, RADIUS], got[:, RADIUS])  # the moves mattered
 
 
 class CountingSearches:
@@ -311,7 +328,7 @@ class PausedBuild:
             self.release.wait()
 
 
-def test_adds_and_removals_during_a_background_build_end_with_a_full_recomputation(
+def test_adds_removals_and_replaces_during_a_background_build_end_with_a_full_recomputation(
     monkeypatch,
 ):
     monkeypatch.setattr(scored, "BUILD_BATCH", 64)  # five chunks for 300 songs
@@ -321,6 +338,10 @@ def test_adds_and_removals_during_a_background_build_end_with_a_full_recomputati
     then_rows = SongRows(*(c[first] for c in rows.columns()))
     backend = CountingSearches(FaissSongIndex.from_embeddings(then_rows, vectors[first]))
     index = ScoredIndex.build(backend, scoring=scoring)
+    leaving = np.r_[3:120:7, 130:300:11, 305:400:13]
+    # Songs computed already and not yet, and one added during the build, move elsewhere.
+    moved, now = np.setdiff1d(np.r_[2:120:10, 140:300:20, 301], leaving), vectors.copy()
+    now[moved] = vectors[moved[::-1]] + 0.05
     pause = PausedBuild(done=128)
     index.start_neighbourhoods(after_chunk=pause)
     try:
@@ -333,21 +354,23 @@ def test_adds_and_removals_during_a_background_build_end_with_a_full_recomputati
         # Songs computed already (rows 0..127) and not yet, old and new, leave; new ones come.
         new = SongRows(*(c[300:] for c in rows.columns()))
         index.add(new, vectors[300:])
-        gone = rows.ids[np.r_[3:120:7, 130:300:11, 305:400:13]]
+        gone = rows.ids[leaving]
         index.remove(gone)
+        index.replace(SongRows(*(c[moved] for c in rows.columns())), now[moved])
     finally:
         pause.release.set()
     assert index.wait_for_neighbourhoods(timeout_s=120)
     keep = ~np.isin(rows.ids, gone)
     ids = rows.ids[keep]
     got = table_by_id(index, ids)
-    fresh = table_by_id(fresh_index(rows, vectors, keep, scoring), ids)
+    fresh = table_by_id(fresh_index(rows, now, keep, scoring), ids)
     np.testing.assert_allclose(got[:, [RADIUS, KTH]], fresh[:, [RADIUS, KTH]], rtol=1e-12)
     # The mutual-proximity sample is the catalogue's when the build began, as for an index
     # built then and changed afterwards (the upkeep tests above check that path).
     then = fresh_index(rows, vectors, first, scoring)
     then.add(new, vectors[300:])
     then.remove(gone)
+    then.replace(SongRows(*(c[moved] for c in rows.columns())), now[moved])
     np.testing.assert_allclose(got, table_by_id(then, ids), rtol=1e-12)
     moved = table_by_id(fresh_index(rows, vectors, first, scoring), rows.ids[first & keep])
     assert not np.allclose(moved[:, RADIUS], got[: len(moved), RADIUS])  # the changes mattered
