@@ -141,8 +141,10 @@ def search_distinct(
     results: list[list[Neighbour] | None] = [None] * len(queries)
     pending = np.arange(len(queries))
     size = k + max(EXTRA_CANDIDATES, k // 4)
+    # No len(index): over Milvus it is a count(*) query. A pool larger than the index is
+    # answered with every song that passes, fewer than asked: that is exhaustion.
     for round_ in range(MAX_ROUNDS + 1):
-        size = max(min(size, len(index), MAX_POOL), k)
+        size = max(min(size, MAX_POOL), k)
         found = index.search(
             queries[pending], k=size, where=where, exclude_song=exclude_song, scoring=scoring
         )
@@ -152,7 +154,7 @@ def search_distinct(
         short = []
         for q, candidates, kept in zip(pending, found, kept_lists, strict=True):
             results[q] = kept
-            exhausted = len(candidates) < size or size >= min(len(index), MAX_POOL)
+            exhausted = len(candidates) < size or size >= MAX_POOL
             if len(kept) < k and not exhausted:
                 short.append(q)
         if not short or round_ == MAX_ROUNDS:

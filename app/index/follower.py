@@ -133,8 +133,9 @@ class CatalogueFollower:
 
     def note_revision(self, song_id: int, revision: int) -> None:
         """This process re-indexed the song as it is at this revision (its own PATCH of
-        new features): the next poll need not replace its entry again, which would
-        leave it out of searches for a moment."""
+        new features): the next poll need not re-embed it and replace its entry again.
+        Only then: a PATCH of other fields keeps the vector this index holds, which
+        another process's earlier change of the features may have made stale."""
         self._revisions.revisions[int(song_id)] = int(revision)
 
     def _run(self) -> None:

@@ -101,3 +101,27 @@ def test_a_large_k_still_returns_k_distinct_recordings(planted, catalogue):
     posted = client.post("/songs/similar", json=body).json()["results"]
     assert len(posted) == k
     _check_distinct(client, posted)
+
+
+def test_a_catalogue_smaller_than_k_answers_every_distinct_recording_once():
+    from app.catalogue.rows import SongRows
+    from app.index.faiss_index import FaissSongIndex
+    from app.index.scored import ScoredIndex
+    from app.similarity import search_distinct
+    from training.evaluation.scoring import Scoring
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)
+    vectors[4:] = vectors[3]  # songs 14 and 15: copies of song 13
+    ids = np.arange(10, 16)
+    rows = SongRows.from_columns(ids, ids, [None] * 6, [None] * 6, [None] * 6)
+    index = ScoredIndex.build(FaissSongIndex.from_embeddings(rows, vectors), scoring=Scoring())
+    keys = {int(i): f"recording {min(int(i), 13)}" for i in ids}
+
+    def keys_of(some):
+        return {int(i): keys[int(i)] for i in some}
+
+    found = search_distinct(index, vectors[0], keys_of=keys_of, k=K)
+    assert sorted(n.song_id for n in found[0]) == [10, 11, 12, 13]
+    others = search_distinct(index, vectors[1], keys_of=keys_of, k=K, exclude_song=11)
+    assert sorted(n.song_id for n in others[0]) == [10, 12, 13]
