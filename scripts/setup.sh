@@ -29,3 +29,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ".[all,dev]"
   echo "$want" > "$stamp"
 fi
+# librosa's numba kernels, compiled and cached once here, by one process: processes that
+# compile them at the same moment (test workers, a server's audio workers) can leave a
+# cache that crashes the next process loading it (a fresh clone's tests segfaulted so).
+compiled=.venv/.musicsim-audio-compiled
+if [ "$(cat "$compiled" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -c "from training.audio.warmup import warm_up_recipe; warm_up_recipe()"
+  echo "$want" > "$compiled"
+fi
