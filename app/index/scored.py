@@ -23,7 +23,7 @@ persists it with the embeddings). The build holds the write lock one chunk
 the last chunk it redoes the rows of songs added meanwhile and of the songs whose
 k nearest the adds and removals changed (`_affected_by`, as for later changes;
 tests/app/index/test_scored.py compares the result with a full recomputation).
-Once the table is complete, `_refresh_radii` keeps
+Once the table is complete, `_leaving` and `_entered` keep
 them current when songs are added or removed: a new song gets its own row, and
 every song whose k nearest it enters (or leaves) is recomputed, found among the
 changed song's pool of nearest songs. Tolerance: a song that is not among a new
@@ -65,6 +65,7 @@ from training.evaluation.scoring import (
 )
 
 PAIRS = 10_000  # random catalogue pairs whose scores define `similarity`
+NONE = np.empty(0, dtype=np.int64)  # no song ids (never written to)
 # Reads of a search's candidates retried after a concurrent removal (each retry means
 # another song was removed meanwhile; a handful is already far beyond what happens).
 MAX_REREAD_ATTEMPTS = 8
@@ -402,11 +403,7 @@ class ScoredIndex:
             # Placeholder rows first: a search may see a new song as soon as the backend has it.
             self._extend(new_ids, np.zeros((len(new_ids), COLUMNS)))
             added = self._inner.add(rows, embeddings)
-            if self._changes is not None:  # a build is under way: it redoes them at its end
-                self._changes.added.update(map(int, new_ids))
-            elif len(new_ids) and self._ready:
-                vectors = np.asarray(embeddings, dtype=np.float32)[new]
-                self._refresh_radii(new_ids, vectors, added=True)
+            self._entered(new_ids, np.asarray(embeddings, dtype=np.float32)[new])
             return added
 
     def remove(self, song_ids: np.ndarray) -> int:
@@ -430,12 +427,7 @@ class ScoredIndex:
             affected = self._leaving(ids[known])
             self._extend(ids[~known], np.zeros((int((~known).sum()), COLUMNS)))
             replaced = self._inner.replace(rows, embeddings)
-            if self._changes is not None:  # a build is under way: it redoes them at its end
-                self._changes.added.update(map(int, ids))
-            elif len(ids) and self._ready:
-                vectors = np.asarray(embeddings, dtype=np.float32)
-                entering = self._affected_by(vectors, ids, added=True)
-                self._recompute(np.union1d(ids, np.union1d(affected, entering)))
+            self._entered(ids, np.asarray(embeddings, dtype=np.float32), also=affected)
             return replaced
 
     def _leaving(self, present: np.ndarray) -> np.ndarray:
@@ -446,7 +438,17 @@ class ScoredIndex:
             self._changes.removed_vectors.append(self._inner.embeddings_of(present))
         elif len(present) and self._ready:
             return self._affected_by(self._inner.embeddings_of(present), present, added=False)
-        return np.empty(0, dtype=np.int64)
+        return NONE
+
+    def _entered(self, ids: np.ndarray, vectors: np.ndarray, *, also: np.ndarray = NONE) -> None:
+        """After songs take their (new) place: recompute their rows, those of the songs
+        whose k nearest they enter, and `also`; during a build, a note for its end.
+        Under the write lock."""
+        if self._changes is not None:  # the build redoes them at its end
+            self._changes.added.update(map(int, ids))
+        elif len(ids) and self._ready:
+            entering = self._affected_by(vectors, ids, added=True)
+            self._recompute(np.union1d(ids, np.union1d(entering, also)))
 
     # --- search ------------------------------------------------------------------------
 
@@ -620,11 +622,6 @@ class ScoredIndex:
         start = len(self._table)
         self._table = np.concatenate([self._table, rows])
         self._pos.update((int(i), start + n) for n, i in enumerate(ids))
-
-    def _refresh_radii(self, changed: np.ndarray, vectors: np.ndarray, *, added: bool) -> None:
-        """Recompute the rows of added songs and of the songs whose radius they move."""
-        affected = self._affected_by(vectors, changed, added=added)
-        self._recompute(np.union1d(changed, affected) if added else affected)
 
     def _affected_by(self, vectors: np.ndarray, changed: np.ndarray, *, added: bool) -> np.ndarray:
         """Songs among the changed songs' pool whose k nearest the changed songs enter or leave."""

@@ -16,6 +16,12 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
+from app.catalogue.rows import SongRows
+from app.index.faiss_index import FaissSongIndex
+from app.index.scored import ScoredIndex
+from app.similarity import search_distinct
+from training.evaluation.scoring import Scoring
+
 K = 10
 COPIES = 12  # > app.similarity.EXTRA_CANDIDATES: a first pool of k + 8 falls short
 
@@ -104,12 +110,6 @@ def test_a_large_k_still_returns_k_distinct_recordings(planted, catalogue):
 
 
 def test_a_catalogue_smaller_than_k_answers_every_distinct_recording_once():
-    from app.catalogue.rows import SongRows
-    from app.index.faiss_index import FaissSongIndex
-    from app.index.scored import ScoredIndex
-    from app.similarity import search_distinct
-    from training.evaluation.scoring import Scoring
-
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(6, 8)).astype(np.float32)
     vectors[4:] = vectors[3]  # songs 14 and 15: copies of song 13
