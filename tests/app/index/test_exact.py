@@ -119,6 +119,25 @@ def test_a_batch_of_queries_with_a_mask_each_equals_brute_force(catalogue):
         np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
 
 
+@pytest.mark.parametrize("n_queries", [2, 3, 4, 9])  # a product per query, then one in all
+@pytest.mark.parametrize("chunk", [None, 997])  # 997: blocks that end mid-store
+def test_small_batches_scanned_in_blocks_equal_brute_force(catalogue, n_queries, chunk):
+    _, vectors, queries = catalogue
+    store = VectorStore(vectors[:N_SONGS])
+    store.append(vectors[N_SONGS:])  # rows added at run time: a second part to scan
+    scan = ExactScan(store, chunk=chunk)
+    scan.appended()
+    rng = np.random.default_rng(n_queries)
+    masks = [None if q % 2 else rng.random(len(vectors)) < 0.7 for q in range(n_queries)]
+    distances, found = scan.search(queries[:n_queries], k=15, allowed=masks)
+    for q, mask in enumerate(masks):
+        d = ((vectors.astype(np.float64) - queries[q]) ** 2).sum(axis=1)
+        if mask is not None:
+            d[~mask] = np.inf
+        assert found[q].tolist() == np.argsort(d, kind="stable")[:15].tolist()
+        np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
+
+
 def test_a_mask_passing_fewer_than_k_rows_pads_the_answer(catalogue):
     _, vectors, queries = catalogue
     mask = np.zeros(len(vectors), dtype=bool)
