@@ -20,6 +20,7 @@ from app.admission import Admission
 from app.audio_workers import AudioWorkers
 from app.config import Settings
 from app.deps import require_api_key_for_reads
+from app.index.faiss_index import search_alone_on_this_thread
 from app.index.scored import NeighbourhoodsNotReady
 from app.limits import MIN_POSTED_SONG_BYTES, BodySizeLimit
 from app.routes import (
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = open_service(settings)
+        search_alone_on_this_thread()  # the event loop's searches; after start-up's builds
         app.state.service = service
         app.state.audio_workers = AudioWorkers(
             processes=settings.audio_workers,

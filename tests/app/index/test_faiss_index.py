@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.catalogue.rows import SongRows
-from app.index.faiss_index import FaissSongIndex
+from app.index.faiss_index import FaissSongIndex, search_alone_on_this_thread
 from app.index.kinds import IndexSpec, effective_kind, padded_dim, principal_components
 from app.index.protocol import Near, SongFilter, haversine_km
 from app.main import create_app
@@ -380,3 +380,22 @@ def test_ivfpq_over_mapped_embeddings_leaves_their_pages_out_of_the_process(song
     index.embeddings_of(rows.ids[rng.choice(len(rows), size=2_000, replace=False)])
     np.testing.assert_array_equal(index.embedding_of(int(rows.ids[5])), vectors[5])
     assert _resident_kib(path) <= vectors.nbytes / 1024 / 10
+
+
+def test_search_alone_on_this_thread_leaves_other_threads_their_cores():
+    """The event loop's FAISS runs on one thread; builds on other threads keep theirs."""
+    before = faiss.omp_get_max_threads()
+    seen = {}
+
+    def event_loop_like():
+        search_alone_on_this_thread()
+        seen["limited"] = faiss.omp_get_max_threads()
+        other = threading.Thread(target=lambda: seen.update(other=faiss.omp_get_max_threads()))
+        other.start()
+        other.join()
+
+    thread = threading.Thread(target=event_loop_like)
+    thread.start()
+    thread.join()
+    assert seen == {"limited": 1, "other": before}
+    assert faiss.omp_get_max_threads() == before
