@@ -79,6 +79,17 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
+def _neighbours(
+    ids: np.ndarray, rows: np.ndarray, squared: np.ndarray, k: int, dropped: int
+) -> list[Neighbour]:
+    """One query's first k found rows as Neighbours, converted as arrays, not row by row:
+    FAISS pads with -1 when fewer than k songs pass; `dropped` is the excluded song's row."""
+    found = (rows >= 0) & (rows != dropped)
+    song_ids = ids[rows[found][:k]].tolist()
+    distances = np.sqrt(np.maximum(squared[found][:k], 0.0)).tolist()
+    return [Neighbour(i, d) for i, d in zip(song_ids, distances, strict=True)]
+
+
 def search_alone_on_this_thread() -> None:
     """FAISS work started from the calling thread runs on that thread alone.
 
@@ -292,12 +303,8 @@ class FaissSongIndex:
                 distances, rows = self._search_rows(queries, wanted, allowed)
             ids = self._rows.ids
         return [
-            [
-                Neighbour(int(ids[r]), float(np.sqrt(max(d, 0.0))))
-                for r, d in zip(row_ids, dists, strict=True)
-                if r >= 0 and r != dropped  # FAISS pads with -1 when fewer than k songs pass
-            ][:k]
-            for row_ids, dists in zip(rows, distances, strict=True)
+            _neighbours(ids, found, squared, k, dropped)
+            for found, squared in zip(rows, distances, strict=True)
         ]
 
     def _row_dropped_after(self, where: SongFilter, exclude_song: int | None) -> int:
