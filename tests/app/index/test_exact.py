@@ -1,5 +1,9 @@
 """The exact scan against brute-force numpy: every filter, added rows, quantised stores."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -136,6 +140,33 @@ def test_small_batches_scanned_in_blocks_equal_brute_force(catalogue, n_queries,
             d[~mask] = np.inf
         assert found[q].tolist() == np.argsort(d, kind="stable")[:15].tolist()
         np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
+
+
+def test_concurrent_searches_scan_memory_one_at_a_time(catalogue):
+    """Callers on many threads take turns over the stored rows; each gets its own answer."""
+    _, vectors, queries = catalogue
+    scan = ExactScan(VectorStore(vectors))
+    inner, active, most = scan._chunk_scores, [0], [0]
+    guard = threading.Lock()
+
+    def watched(*args):
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.002)  # widen the window in which an overlap would show
+        try:
+            return inner(*args)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    scan._chunk_scores = watched
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda q: scan.search(q[None], k=5, allowed=[None])[1][0], queries))
+    assert most[0] == 1
+    for query, found in zip(queries, answers, strict=True):
+        d = ((vectors.astype(np.float64) - query) ** 2).sum(axis=1)
+        assert found.tolist() == np.argsort(d, kind="stable")[:5].tolist()
 
 
 def test_a_mask_passing_fewer_than_k_rows_pads_the_answer(catalogue):
