@@ -266,7 +266,7 @@ class ExactScan:
         """Each query's `pool` best rows by ||x||^2 - 2 x.q over every row (masked)."""
         # A lone query scans in one matrix-vector product; a batch in blocks of rows,
         # each query's best of a block picked while its scores are fresh in cache. The
-        # whole matrix at once cost a batch of 8 a third more (OpenBLAS packs it first).
+        # whole matrix at once cost a batch of 8 a fifth more (OpenBLAS packs it first).
         rows_per_step = SCAN_ELEMENTS if len(queries) == 1 else BATCH_STEP_ROWS
         step = self._step(max(rows_per_step, pool))
         masked = [q for q, mask in enumerate(masks) if mask is not None]

@@ -96,7 +96,7 @@ def search_alone_on_this_thread() -> None:
     For the event loop, where the approximate kinds answer single queries: one query
     gains nothing from FAISS's OpenMP team, and the team's barrier then waits for a
     core that other requests (or torch's own team) hold. With the team, POST
-    /songs/similar (an embedding, then a search) ran at a third of its speed on two
+    /songs/similar (an embedding, then a search) ran at less than half its speed on two
     cores (BENCHMARKS.md, "Serving speed"). OpenMP's thread count is per thread: index
     builds and the background neighbourhood build, on other threads, keep every core.
     """
