@@ -2,6 +2,8 @@
 
 import os
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -322,28 +324,33 @@ def test_a_replace_moves_a_song_under_the_same_id(any_kind, songs):
 
 
 def test_a_song_being_replaced_is_found_by_every_search_meanwhile(songs):
-    # A remove then an add would leave a moment where the song is in neither place.
+    # A remove then an add would leave a moment where the song is in neither place. Each
+    # search here runs whenever the replacing thread lets go of the write lock (it then
+    # pauses), so it would land in such a moment; a free-running writer found one too,
+    # but only after minutes of searches.
     rows, vectors, _ = songs
     index = FaissSongIndex.from_embeddings(rows, vectors)
     song, one = int(rows.ids[0]), SongRows(*(column[:1] for column in rows.columns()))
     places = [vectors[:1], vectors[:1] + np.float32(0.01)]
-    stop = threading.Event()
+    writing, let_go = index._lock.writing, threading.Event()
 
-    def replace_back_and_forth():
-        turn = 0
-        while not stop.is_set():
-            index.replace(one, places[turn % 2])
-            turn += 1
+    @contextmanager
+    def writing_then_pausing():
+        with writing():
+            yield
+        let_go.set()
+        time.sleep(0.01)  # a search runs now, before this writer takes the lock again
 
-    writer = threading.Thread(target=replace_back_and_forth)
-    writer.start()
-    try:  # a fixed number of searches, however fast either thread runs
-        missed = [song not in {n.song_id for n in index.search(vectors[:1], k=3)[0]}
-                  for _ in range(500)]  # fmt: skip
-    finally:
-        stop.set()
+    index._lock.writing = writing_then_pausing
+    found = []
+    for turn in range(20):
+        let_go.clear()
+        writer = threading.Thread(target=index.replace, args=(one, places[turn % 2]))
+        writer.start()
+        assert let_go.wait(timeout=30)
+        found.append(song in {n.song_id for n in index.search(vectors[:1], k=3)[0]})
         writer.join()
-    assert not any(missed)
+    assert all(found)
 
 
 def _resident_kib(path) -> int:
