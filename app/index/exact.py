@@ -193,7 +193,8 @@ class ExactScan:
         # Scans take turns over memory: BLAS spreads one product over every core, and
         # concurrent ones thrashed (flat, coalescing off, 2 cores: 16 req/s at 8
         # connections and 4 at 32, against 50 at one; 45 and 47 taking turns). A turn is
-        # one block of rows, so a background batch (the scorings' build) holds it briefly.
+        # one block's product or one search of the codes, so a background batch (the
+        # scorings' build) holds it briefly.
         self._scanning = threading.Lock()
         self._codes: faiss.IndexScalarQuantizer | None = None
         if store != "float32":
@@ -324,17 +325,11 @@ class ExactScan:
     ) -> list[np.ndarray]:
         """Each query's `pool` best rows by distance to the quantised codes."""
         assert self._codes is not None
-        with self._scanning:
-            return self._quantised_alone(queries, masks, pool)
-
-    def _quantised_alone(
-        self, queries: np.ndarray, masks: list[np.ndarray | None], pool: int
-    ) -> list[np.ndarray]:
-        assert self._codes is not None
         found: list[np.ndarray] = [np.empty(0, np.int64)] * len(queries)
         unmasked = [q for q, m in enumerate(masks) if m is None]
         if unmasked:  # one call: FAISS spreads the queries over its threads
-            _, rows = self._codes.search(queries[unmasked], pool)
+            with self._scanning:
+                _, rows = self._codes.search(queries[unmasked], pool)
             for q, r in zip(unmasked, rows, strict=True):
                 found[q] = r[r >= 0]
         for q, mask in enumerate(masks):
@@ -343,7 +338,8 @@ class ExactScan:
                 params = faiss.SearchParameters(
                     sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
                 )
-                _, rows = self._codes.search(queries[q : q + 1], pool, params=params)
+                with self._scanning:
+                    _, rows = self._codes.search(queries[q : q + 1], pool, params=params)
                 found[q] = rows[0][rows[0] >= 0]
                 del bits
         return found

@@ -108,6 +108,17 @@ def test_stored_songs_find_themselves_first_at_distance_zero(flat_index, catalog
         assert nearest.song_id == rows.ids[row] and nearest.distance == 0.0
 
 
+def assert_brute_force(vectors, queries, masks, found, distances, k):
+    """Each query's rows and squared distances are the k nearest allowed rows in float64."""
+    for q, mask in enumerate(masks):
+        d = ((vectors.astype(np.float64) - queries[q]) ** 2).sum(axis=1)
+        if mask is not None:
+            d[~mask] = np.inf
+        assert found[q].tolist() == np.argsort(d, kind="stable")[:k].tolist()
+        if distances is not None:
+            np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
+
+
 def test_a_batch_of_queries_with_a_mask_each_equals_brute_force(catalogue):
     _, vectors, queries = catalogue
     scan = ExactScan(VectorStore(vectors))
@@ -115,12 +126,7 @@ def test_a_batch_of_queries_with_a_mask_each_equals_brute_force(catalogue):
     masks = [None, rng.random(len(vectors)) < 0.5, rng.random(len(vectors)) < 0.01]
     masks += [rng.random(len(vectors)) < 0.9 for _ in range(len(queries) - len(masks))]
     distances, found = scan.search(queries, k=12, allowed=masks)
-    for q, mask in enumerate(masks):
-        d = ((vectors.astype(np.float64) - queries[q]) ** 2).sum(axis=1)
-        if mask is not None:
-            d[~mask] = np.inf
-        assert found[q].tolist() == np.argsort(d, kind="stable")[:12].tolist()
-        np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
+    assert_brute_force(vectors, queries, masks, found, distances, 12)
 
 
 @pytest.mark.parametrize("n_queries", [2, 3, 4, 9])  # a product per query, then one in all
@@ -134,12 +140,7 @@ def test_small_batches_scanned_in_blocks_equal_brute_force(catalogue, n_queries,
     rng = np.random.default_rng(n_queries)
     masks = [None if q % 2 else rng.random(len(vectors)) < 0.7 for q in range(n_queries)]
     distances, found = scan.search(queries[:n_queries], k=15, allowed=masks)
-    for q, mask in enumerate(masks):
-        d = ((vectors.astype(np.float64) - queries[q]) ** 2).sum(axis=1)
-        if mask is not None:
-            d[~mask] = np.inf
-        assert found[q].tolist() == np.argsort(d, kind="stable")[:15].tolist()
-        np.testing.assert_allclose(distances[q], d[found[q]], rtol=1e-5)
+    assert_brute_force(vectors, queries, masks, found, distances, 15)
 
 
 def test_concurrent_searches_scan_memory_one_at_a_time(catalogue):
@@ -164,9 +165,7 @@ def test_concurrent_searches_scan_memory_one_at_a_time(catalogue):
     with ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(lambda q: scan.search(q[None], k=5, allowed=[None])[1][0], queries))
     assert most[0] == 1
-    for query, found in zip(queries, answers, strict=True):
-        d = ((vectors.astype(np.float64) - query) ** 2).sum(axis=1)
-        assert found.tolist() == np.argsort(d, kind="stable")[:5].tolist()
+    assert_brute_force(vectors, queries, [None] * len(queries), answers, None, 5)
 
 
 def test_a_mask_passing_fewer_than_k_rows_pads_the_answer(catalogue):
