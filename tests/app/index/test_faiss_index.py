@@ -390,21 +390,31 @@ def test_ivfpq_over_mapped_embeddings_leaves_their_pages_out_of_the_process(song
 
 
 def test_search_alone_on_this_thread_leaves_other_threads_their_cores():
-    """The event loop's FAISS runs on one thread; builds on other threads keep theirs."""
+    """The event loop's FAISS runs on one thread; builds on other threads keep theirs.
+
+    Each thread first asks for 2 threads (a per-thread setting in OpenMP), so the check
+    can tell a change apart even where OMP_NUM_THREADS=1 (the test workers)."""
     before = faiss.omp_get_max_threads()
-    if before < 2:
-        pytest.skip("one core: one thread is FAISS's default, nothing to tell apart")
     seen = {}
+    other_set, limited = threading.Event(), threading.Event()
+
+    def build_like():
+        faiss.omp_set_num_threads(2)
+        other_set.set()
+        limited.wait(timeout=30)
+        seen["other"] = faiss.omp_get_max_threads()
 
     def event_loop_like():
+        faiss.omp_set_num_threads(2)
+        other_set.wait(timeout=30)
         search_alone_on_this_thread()
         seen["limited"] = faiss.omp_get_max_threads()
-        other = threading.Thread(target=lambda: seen.update(other=faiss.omp_get_max_threads()))
-        other.start()
-        other.join()
+        limited.set()
 
-    thread = threading.Thread(target=event_loop_like)
-    thread.start()
-    thread.join()
-    assert seen == {"limited": 1, "other": before}
+    threads = [threading.Thread(target=build_like), threading.Thread(target=event_loop_like)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"limited": 1, "other": 2}
     assert faiss.omp_get_max_threads() == before
