@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from uvicorn_processes import ROOT, server_env, start_logged
+from uvicorn_processes import ROOT, http_client, server_env, start_logged
 
 START_SECONDS = 180.0
 
@@ -34,7 +34,7 @@ def mapped_embeddings(pid: int) -> set[str]:
 
 def answers_alone(url: str, song_id: int) -> bool:
     # A fresh connection each time: the stopped worker cannot accept it, the other must.
-    with httpx.Client(timeout=30.0) as client:
+    with http_client(timeout=30.0) as client:
         return client.get(f"{url}/songs/{song_id}/similar?k=5").status_code == 200
 
 

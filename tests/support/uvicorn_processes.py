@@ -25,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0  # bound on waiting for /health (torch, FAISS and the index load first)
 # uvicorn logs the port it bound (also when asked for port 0), in text or JSON logs.
 BOUND = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+# uvicorn closes a connection idle for its keep-alive (5 s by default) and httpx keeps an
+# idle one for 5 s too, so a request sent after about 5 s of quiet can go out on a
+# connection the server is closing ("Server disconnected without sending a response").
+# The tests' clients let go of idle connections first, as any pooling client should.
+CLIENT_KEEP_ALIVE_SECONDS = 1.0
+
+
+def http_client(base_url: str = "", timeout: float | httpx.Timeout = 30.0) -> httpx.Client:
+    """An httpx client for these servers: idle connections dropped before the server drops them."""
+    limits = httpx.Limits(keepalive_expiry=CLIENT_KEEP_ALIVE_SECONDS)
+    return httpx.Client(base_url=base_url, timeout=timeout, limits=limits)
 
 
 def server_env(bundle_dir: Path, database_url: str, **settings: str) -> dict[str, str]:

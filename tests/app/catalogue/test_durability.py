@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from uvicorn_processes import server_env, start_server, stop_all
+from uvicorn_processes import http_client, server_env, start_server, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
@@ -64,7 +64,7 @@ def database(tmp_path, catalogue) -> Path:
 
 def _writer(url: str, writer: int, traffic: Traffic, vectors: np.ndarray, artist_ids, deadline):
     rng = random.Random(writer)
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
+    with http_client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
         while not traffic.stop.is_set() and time.monotonic() < deadline:
             n = next(traffic.numbers)
             if n >= MAX_WRITES:
@@ -88,7 +88,7 @@ def _writer(url: str, writer: int, traffic: Traffic, vectors: np.ndarray, artist
 
 def _reader(url: str, reader: int, traffic: Traffic, song_ids, deadline):
     rng = random.Random(100 + reader)
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
+    with http_client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
         while not traffic.stop.is_set() and time.monotonic() < deadline:
             recent = traffic.acknowledged[-5:]
             song = rng.choice(recent)[0] if recent and rng.random() < 0.3 else rng.choice(song_ids)
@@ -146,7 +146,7 @@ def test_acknowledged_songs_survive_a_sigkill(tmp_path, database, bundle_dir, ca
         rows_after_kill = _rows(database)  # opening it also recovers the WAL
 
         _, url = start_server(env, tmp_path, "restarted", started)
-        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
+        with http_client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
             # every acknowledged song is served, with its title and its neighbours
             for song, title in acknowledged.items():
                 body = client.get(f"/songs/{song}").json()

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from stand_in_embed import CountingEmbed, first_columns
-from uvicorn_processes import server_env, start_server, start_servers, stop_all
+from uvicorn_processes import http_client, server_env, start_server, start_servers, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.catalogue.reads import read_index_rows, read_song_ids
@@ -298,8 +298,8 @@ def test_replicas_serve_each_others_songs(tmp_path, postgres_url, bundle_dir, ca
     try:
         url_a, url_b = start_servers(env, tmp_path, ["a", "b"], started)
         with (
-            httpx.Client(base_url=url_a, timeout=TIMEOUT) as a,
-            httpx.Client(base_url=url_b, timeout=TIMEOUT) as b,
+            http_client(base_url=url_a, timeout=TIMEOUT) as a,
+            http_client(base_url=url_b, timeout=TIMEOUT) as b,
         ):
             delays = []
             for n in range(2 * WRITES_PER_REPLICA):
@@ -317,7 +317,7 @@ def test_replicas_serve_each_others_songs(tmp_path, postgres_url, bundle_dir, ca
             assert count == len(catalogue.tracks) + len(cold_start)
 
             _, url_c = start_server(env, tmp_path, "c", started)
-            with httpx.Client(base_url=url_c, timeout=TIMEOUT) as c:
+            with http_client(base_url=url_c, timeout=TIMEOUT) as c:
                 assert c.get("/health").json()["songs_indexed"] == count
                 for client in (a, b):
                     assert client.get("/health").json()["songs_indexed"] == count

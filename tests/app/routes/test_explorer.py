@@ -21,7 +21,7 @@ import pytest
 from browser import WAIT_MS, chromium_page
 from paths import ROOT, real_clip
 from playwright.sync_api import Page
-from uvicorn_processes import start_logged, stop_all
+from uvicorn_processes import http_client, start_logged, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
@@ -126,7 +126,7 @@ def heading(song: dict) -> str:
 
 def test_search_click_through_filter_map_and_posted_queries(page, server, catalogue):
     url, log_path = server
-    api = httpx.Client(base_url=url, timeout=30.0)
+    api = http_client(base_url=url, timeout=30.0)
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{url}/")
@@ -247,7 +247,7 @@ SUGAR_PLUM = "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy.ogg"
 
 def test_library_songs_play_in_place_and_show_album_and_duration(page, library_server):
     url, _ = library_server
-    api = httpx.Client(base_url=url, timeout=30.0)
+    api = http_client(base_url=url, timeout=30.0)
     listing = api.get("/songs", params={"q": "Sugar Plum"}).json()["items"]
     song = next(s for s in listing if s["file"] == SUGAR_PLUM)
     page.goto(f"{url}/#song/{song['id']}")

@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 from browser import chromium_page
 from playwright.sync_api import Page
-from uvicorn_processes import server_env, start_server, stop_all
+from uvicorn_processes import http_client, server_env, start_server, stop_all
 
 from app.catalogue.importing import import_catalogue
 from app.db import open_database
@@ -68,7 +67,7 @@ def pick(page: Page, title: str, song_id: int, role: str) -> None:
 
 
 def test_a_mix_a_path_and_a_radio_are_listed_played_and_downloaded(page, server, catalogue):
-    api = httpx.Client(base_url=server, timeout=30.0)
+    api = http_client(base_url=server, timeout=30.0)
     tracks = catalogue.tracks
     like, avoid, a, b = (int(catalogue.track_ids[i]) for i in (4, 500, 20, 1100))
     page.goto(f"{server}/")
