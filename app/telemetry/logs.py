@@ -86,7 +86,10 @@ def configure_logging(log_format: Literal["text", "json"]) -> None:
     """Route every logger (uvicorn's too) through one stderr handler in this format.
 
     uvicorn must then be started with log_config=None, so that it keeps its own
-    handlers off, and access_log=False: the request middleware writes the access lines.
+    handlers off. uvicorn's access lines stay off here too, not only through its
+    access_log=False: the request middleware writes the access lines, and a `serve
+    --workers` process calls this after uvicorn has applied that setting (each request
+    was logged twice there).
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -95,4 +98,4 @@ def configure_logging(log_format: Literal["text", "json"]) -> None:
     root.setLevel(logging.INFO)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+        logging.getLogger(name).propagate = name != "uvicorn.access"

@@ -68,6 +68,9 @@ def test_two_workers_each_answer_and_share_one_embeddings_file(
                 assert answers_alone(url, song_id), f"no answer while worker {stopped} stopped"
             finally:
                 os.kill(stopped, signal.SIGCONT)
+        log = (tmp_path / "workers.log").read_text(errors="replace")
+        # one access line per request, the middleware's: uvicorn's own stay off in workers
+        assert "musicsim.access" in log and "uvicorn.access" not in log, log[-2000:]
     finally:
         for process in started:  # SIGTERM: the supervisor stops its workers first
             process.terminate()

@@ -90,3 +90,19 @@ def test_configure_logging_routes_uvicorn_and_musicsim_through_one_format(capsys
     first, second = capsys.readouterr().err.splitlines()
     assert json.loads(first)["logger"] == "uvicorn.error"
     assert re.fullmatch(r".* WARNING musicsim \[-\] plain", second)
+
+
+def test_configure_logging_leaves_the_access_lines_to_the_middleware(capsys):
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    access = logging.getLogger("uvicorn.access")
+    access.propagate = True  # as uvicorn leaves it when its own access log is on
+    try:
+        configure_logging("text")
+        access.info('127.0.0.1:1 - "GET /health HTTP/1.1" 200')
+        logging.getLogger("musicsim.access").info("GET /health 200 1.0 ms")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "musicsim.access" in line
