@@ -15,7 +15,9 @@ the next run). Then, in one run:
   GET /songs/{id}/similar?k=10 (a Lua script picks random stored ids) at 1, 8
   and 32 connections, and POST /songs/similar (random stored songs' features) at 8;
 - in this process: the same index kind searched alone (stored embedding, the song
-  excluded, k=10), and numpy BLAS brute force (norms - 2 X q, argpartition).
+  excluded, k=10), and numpy BLAS brute force (norms - 2 X q, argpartition);
+- with `--workers N` (N > 1), also the floor and `--workers-kinds` served by N
+  processes on one port (`uvicorn --workers N`, `musicsim serve --workers N`), GET only.
 
 Ratios: musicsim / floor throughput at the same connections; HTTP p50 at one
 connection / in-process search p50.
@@ -149,9 +151,12 @@ def main() -> None:
         if by_scoring:
             scored[kind] = (by_scoring, alone)
         print(kind, http, posted, by_scoring, alone, f"{rss:.0f} MiB", flush=True)
+    several = _several_workers(work, database, model, ids_file, args) if args.workers > 1 else ""
     blas = _blas(embeddings)
     body = _report(floor, results, blas, n_songs=len(rows), duration=args.duration)
     body += "\n" + _cards_memory(database)
+    if several:
+        body += "\n\n" + several
     if scored:
         body += "\n\n" + _scoring_report(scored, duration=args.duration)
     print(body)
@@ -186,10 +191,19 @@ def _arguments() -> argparse.Namespace:
         help="only HNSW in this process, for each efSearch given (e.g. 16,32,64,128): "
         "the kind's and the route's p50 and recall@10 against exact search (no server)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also measure the floor and --workers-kinds "
+        "served by this many processes (GET only; 1: not measured)",
+    )
+    parser.add_argument("--workers-kinds", default="hnsw", help="kinds measured with --workers")
     parser.add_argument("--prepare-only", action="store_true", help="build data, model, database")
     args = parser.parse_args()
     args.kinds = args.kinds.split(",")
     args.scoring_kinds = args.scoring_kinds.split(",")
+    args.workers_kinds = args.workers_kinds.split(",")
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     return args
@@ -223,18 +237,76 @@ def _inputs(work: Path, database: Path, model: Path):
     return ids_file, bodies_file, rows, np.ascontiguousarray(embeddings, dtype=np.float32)
 
 
-def _floor(work: Path, ids_file: Path, *, duration: int) -> dict:
+def _floor(work: Path, ids_file: Path, *, duration: int, workers: int = 1) -> dict:
     (work / "floor_app.py").write_text(textwrap.dedent(FLOOR_APP))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    log = work / "floor.log"
     command = [sys.executable, "-m", "uvicorn", "floor_app:app", "--port", str(port),
-               "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=work)
+               "--no-access-log", "--workers", str(workers)]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=work, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait(url)
+        _wait_for_workers(log, workers)
         return {c: _wrk(url, work / "get.lua", ids_file, c, duration) for c in CONNECTIONS}
     finally:
         _stop(process)
+
+
+def _wait_for_workers(log: Path, workers: int, *, timeout_s: float = 600.0) -> None:
+    """Until every worker has logged its start-up: /health is answered by the first up,
+    and a cell measured while another still loads its index would measure fewer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count("Application startup complete") >= workers:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"fewer than {workers} workers started in {timeout_s:.0f} s (see {log})")
+
+
+def _several_workers(
+    work: Path, database: Path, model: Path, ids_file: Path, args: argparse.Namespace
+) -> str:
+    """GET cells of the floor and of --workers-kinds served by args.workers processes,
+    beside the one-process floor measured again in the same stretch of time."""
+    n, duration = args.workers, args.duration
+    floors = {
+        1: _floor(work, ids_file, duration=duration),
+        n: _floor(work, ids_file, duration=duration, workers=n),
+    }
+    served = {}
+    for kind in args.workers_kinds:
+        env = _env(database, model, work / "index-cache", index_kind=kind,
+                   scoring_warmup="false", workers=str(n))  # fmt: skip
+        with Server(work, env) as server:
+            _wait_for_workers(server.log, n)
+            served[kind] = {c: _wrk(server.url, work / "get.lua", ids_file, c, duration)
+                            for c in CONNECTIONS}  # fmt: skip
+        print(kind, n, "workers", served[kind], flush=True)
+    lines = [
+        f"| what | 1 conn req/s | p50 ms | 8 conn req/s | 32 conn req/s | "
+        f"/ one-process floor at 1, 8, 32 | / {n}-process floor at 1, 8, 32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [("bare FastAPI route (floor), 1 process", floors[1]),
+            (f"bare FastAPI route (floor), {n} processes", floors[n])]  # fmt: skip
+    rows += [(f"musicsim `{kind}`, {n} processes", http) for kind, http in served.items()]
+    for what, http in rows:
+        ratios = [", ".join(f"{http[c]['rps'] / f[c]['rps']:.3f}" for c in CONNECTIONS)
+                  for f in (floors[1], floors[n])]  # fmt: skip
+        lines.append(
+            f"| {what} | {http[1]['rps']:,.0f} | {http[1]['p50_ms']:.2f} | "
+            f"{http[8]['rps']:,.0f} | {http[32]['rps']:,.0f} | {ratios[0]} | {ratios[1]} |"
+        )
+    lines += [
+        "",
+        f"GET /songs/{{id}}/similar?k=10 as above, wrk {duration} s per cell; "
+        f"`musicsim serve --workers {n}` (MUSICSIM_WORKERS) and `uvicorn --workers {n}`: "
+        "processes sharing one listening socket. Each cell starts after every worker has "
+        "started.",
+    ]
+    return "\n".join(lines)
 
 
 def _wait(url: str) -> None:
