@@ -15,8 +15,9 @@ The budget, so that a real library costs seconds to minutes, not hours: the line
 candidates only (z-score, LDA, NCA on at most NCA_MAX_TRACKS tracks), each under
 every scoring; no network candidates (minutes each at FMA size: `musicsim train
 --method auto` offers them). Selection reads at most SELECTION_SONGS songs (whole
-artists, drawn at random), since scoring the validation artists compares all their
-songs pairwise; the refit reads the whole library.
+artists, drawn at random from the training artists of the refit's split, so that it
+never reads an artist the saved model is evaluated on), since scoring the validation
+artists compares all their songs pairwise; the refit reads the whole library.
 """
 
 from __future__ import annotations
@@ -108,21 +109,37 @@ def zscore_run(features: np.ndarray):
     return TrainedRun(model, zscore, split, LinearTrainConfig(method="zscore"))
 
 
-def choose_library_model(*, features: np.ndarray, artist_ids: np.ndarray, seed: int = 0):
+def choose_library_model(
+    *, features: np.ndarray, artist_ids: np.ndarray, seed: int = 0, most: int = SELECTION_SONGS
+):
     """Selection on validation artists, then the winner refitted: (run, record, scoring).
 
     artist_ids: (n,); songs whose artist nobody named carry an id of their own, so
-    the artist split drops them (an artist needs two songs to be a class).
+    the artist split drops them (an artist needs two songs to be a class). most: the
+    songs selection may read (a library larger than this selects on a subset).
     """
     import pandas as pd
 
     from training.data.fma import Catalogue
-    from training.selection import AutoConfig, chosen_scoring, refit, select_candidates
+    from training.data.split import split_artists
+    from training.selection import (
+        AutoConfig,
+        chosen_scoring,
+        refit,
+        select_candidates,
+        training_catalogue,
+    )
 
     tracks = pd.DataFrame({"artist_id": artist_ids}, index=np.arange(1, len(artist_ids) + 1))
     catalogue = Catalogue(features, tracks, pd.DataFrame(), 0, 0, "")
     config = AutoConfig(seed=seed, candidates=LIBRARY_CANDIDATES, nca_max_tracks=NCA_MAX_TRACKS)
-    subset = selection_subset(catalogue, most=SELECTION_SONGS, seed=seed)
+    subset = catalogue
+    if len(catalogue.features) > most:
+        # The subset's own split differs from the refit's over the whole library: drawn
+        # from anywhere, selection would read artists the saved model is evaluated on.
+        split = split_artists(catalogue.artist_ids, train_fraction=config.train_fraction, seed=seed)
+        known = training_catalogue(catalogue, artists=split.train)
+        subset = selection_subset(known, most=most, seed=seed)
     selection = select_candidates(subset, config)
     run = refit(catalogue, selection)
     best = selection.best

@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from training import selection as selection_module
 from training.artefacts import load_bundle
+from training.data.split import split_artists
 from training.evaluation.scoring import SCORINGS
 from training.library_model import (
     LIBRARY_CANDIDATES,
     MIN_LEARNING_ARTISTS,
+    choose_library_model,
     make_library_model,
     selection_subset,
 )
@@ -97,6 +100,30 @@ def test_selection_reads_whole_artists_up_to_its_song_budget():
     kept, counts = np.unique(subset.artist_ids, return_counts=True)
     assert len(subset.features) <= 63 and (counts == 5).all() and len(kept) == 12
     assert selection_subset(catalogue, most=1000, seed=0) is catalogue
+
+
+def test_selection_on_a_subset_reads_no_artist_the_saved_model_is_evaluated_on(monkeypatch):
+    reads: list[set[int]] = []  # the artists of each fit and each scoring, in order
+    fit, score = selection_module.fit_run, selection_module.retrieval_scores
+
+    def recording_fit(known, config):
+        reads.append(set(map(int, known.artist_ids)))
+        return fit(known, config)
+
+    def recording_score(vectors, artist_ids, queries, **kwargs):
+        reads.append(set(map(int, artist_ids)))
+        return score(vectors, artist_ids, queries, **kwargs)
+
+    features, artists = library(60, 4)
+    monkeypatch.setattr(selection_module, "fit_run", recording_fit)
+    monkeypatch.setattr(selection_module, "retrieval_scores", recording_score)
+    run, record, _ = choose_library_model(features=features, artist_ids=artists, most=120)
+    assert record["selection_songs"] <= 120  # selection did run on a subset
+    saved_split = split_artists(artists, train_fraction=0.7, seed=0)
+    np.testing.assert_array_equal(run.split.eval, saved_split.eval)
+    *selection, refitted = reads  # the last fit is the refit, given the whole library to split
+    assert refitted == set(map(int, artists))
+    assert selection and set().union(*selection) <= set(map(int, saved_split.train))
 
 
 def test_a_single_song_is_refused_with_a_reason(tmp_path):
