@@ -80,7 +80,8 @@ def _fit_nca(x: np.ndarray, artist_ids: np.ndarray, config: LinearTrainConfig) -
     rows = np.arange(len(x))
     if len(rows) > config.nca_max_tracks:
         rows = np.sort(rng.choice(rows, size=config.nca_max_tracks, replace=False))
-    dim = min(config.embedding_dim, x.shape[1])
+    # Its PCA start needs no more components than songs: a small library has few.
+    dim = min(config.embedding_dim, x.shape[1], len(rows))
     nca = NeighborhoodComponentsAnalysis(
         n_components=dim, init="pca", max_iter=config.nca_max_iter, random_state=config.seed
     )

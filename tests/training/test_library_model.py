@@ -126,6 +126,20 @@ def test_selection_on_a_subset_reads_no_artist_the_saved_model_is_evaluated_on(m
     assert selection and set().union(*selection) <= set(map(int, saved_split.train))
 
 
+def test_a_library_just_past_the_threshold_selects_among_every_candidate(tmp_path):
+    # 12 artists x 3 songs: NCA fits on fewer songs than its 64 components
+    features, artists = library(MIN_LEARNING_ARTISTS + 2, 3)
+    selection = make_library_model(
+        features=features,
+        artist_ids=artists,
+        labelled=np.ones(len(artists), bool),
+        out_dir=tmp_path / "m",
+    )
+    fitted = {c["name"] for c in selection["auto"]["candidates"]}
+    assert fitted == set(LIBRARY_CANDIDATES)
+    assert np.isfinite(load_bundle(tmp_path / "m").embed(features)).all()
+
+
 def test_a_single_song_is_refused_with_a_reason(tmp_path):
     features, artists = library(1, 1)
     with pytest.raises(ValueError, match="at least two songs"):
