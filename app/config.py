@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Milvus answers at most this many neighbours per query (its top-k bound).
+MILVUS_MAX_NEIGHBOURS = 16_384
 
 
 class Settings(BaseSettings):
@@ -139,6 +142,18 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_the_bundles(cls, value):
         return None if value == "" else value
+
+    @field_validator("scoring_pool")
+    @classmethod
+    def _pool_within_the_backends_bound(cls, pool: int, info: ValidationInfo) -> int:
+        # The scorings fetch the pool in one search (and again for each added song's
+        # neighbours): past Milvus's bound every such search would fail.
+        if info.data.get("index_backend") == "milvus" and pool > MILVUS_MAX_NEIGHBOURS:
+            raise ValueError(
+                f"at most {MILVUS_MAX_NEIGHBOURS:,} with MUSICSIM_INDEX_BACKEND=milvus "
+                f"(Milvus answers no more neighbours per query), got {pool:,}"
+            )
+        return pool
 
     # --- serving speed and memory (issue 18) ---
     index_store: Literal["float32", "float16", "sq8"] = Field(

@@ -24,6 +24,7 @@ from app.catalogue.reads import read_index_rows
 from app.catalogue.recordings import first_distinct
 from app.catalogue.rows import SongRows
 from app.catalogue.writes import NewSong, add_song, delete_songs, update_song
+from app.config import MILVUS_MAX_NEIGHBOURS
 from app.index.protocol import Neighbour, SongFilter, SongIndex
 from app.orm import Song
 
@@ -111,7 +112,7 @@ def update_and_reindex(
 # still leaves k; where too few remain, the pool grows fourfold, up to MAX_ROUNDS times.
 EXTRA_CANDIDATES = 8
 MAX_ROUNDS = 3
-MAX_POOL = 16_384  # Milvus answers at most this many neighbours per query
+MAX_POOL = MILVUS_MAX_NEIGHBOURS  # the largest pool every backend answers
 
 
 def search_distinct(

@@ -28,10 +28,11 @@ import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from app.catalogue.rows import SongRows
+from app.config import MILVUS_MAX_NEIGHBOURS
 from app.index.protocol import EARTH_RADIUS_KM, Near, Neighbour, SongFilter, haversine_km
 
 # Milvus refuses a search asking for more than this many results (its topk limit).
-MAX_TOPK = 16_384
+MAX_TOPK = MILVUS_MAX_NEIGHBOURS
 # Rows per insert and query vectors per search: far below Milvus's gRPC message cap.
 _ROWS_PER_WRITE = 2_000
 _QUERIES_PER_SEARCH = 512

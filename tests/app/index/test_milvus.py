@@ -194,3 +194,10 @@ def test_an_unreachable_milvus_server_is_named(tmp_path):
 def test_bad_milvus_settings_are_refused(overrides):
     with pytest.raises(ValidationError):
         Settings(_env_file=None, **overrides)
+
+
+def test_a_scoring_pool_past_milvus_bound_is_refused_naming_it():
+    with pytest.raises(ValidationError, match="at most 16,384 with MUSICSIM_INDEX_BACKEND=milvus"):
+        Settings(_env_file=None, index_backend="milvus", scoring_pool=MAX_TOPK + 1)
+    assert Settings(_env_file=None, index_backend="milvus", scoring_pool=MAX_TOPK)
+    assert Settings(_env_file=None, index_backend="faiss", scoring_pool=MAX_TOPK + 1)
