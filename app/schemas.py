@@ -211,7 +211,13 @@ class EvaluateIn(Strict):
         description="How distances rank songs; default: the bundle's scoring for the "
         "model space, l2 for raw and zscore",
     )
-    scoring_k: int = Field(10, ge=1, le=1000, description="Neighbours of a song's radius")
+    scoring_k: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Neighbours of a song's radius; default: the bundle's when the model "
+        "space is scored with the bundle's scoring, else 10",
+    )
     seed: int = 0
     songs: list[LabelledSong] | None = Field(
         None, min_length=2, description="A labelled set to score instead of the catalogue"
@@ -230,6 +236,7 @@ class EvaluateOut(BaseModel):
     recall_at_10: float
     ndcg_at_10: float
     scoring: str
+    scoring_k: int = Field(description="Neighbours of a song's radius the scoring used")
     hubness_skewness: float = Field(description="Skewness of the songs' top-10 k-occurrence")
     antihub_share: float = Field(description="Share of songs in no song's top 10")
     max_k_occurrence: int = Field(description="Most top-10 lists one song is in")

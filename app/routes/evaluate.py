@@ -3,6 +3,7 @@ or on a posted labelled set."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -89,11 +90,7 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         # drift from `musicsim evaluate` on the same FMA files.
         artist_ids, features = read_labelled_features(session, source=FMA)
         split = bundle.split
-    if body.scoring is None:  # the bundle was chosen with its scoring: its model row uses it
-        name = bundle.scoring.name if body.space == "model" else "l2"
-    else:
-        name = body.scoring
-    scoring = Scoring(name, k=body.scoring_k)
+    scoring = _scoring_asked(body, bundle)
     try:
         with stop_when(should_stop):
             (row,) = evaluate_on_split(
@@ -120,11 +117,23 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         recall_at_10=row.recall_at_10,
         ndcg_at_10=row.ndcg_at_10,
         scoring=row.scoring,
+        scoring_k=scoring.k,
         hubness_skewness=row.hubness_skewness,
         antihub_share=row.antihub_share,
         max_k_occurrence=row.max_k_occurrence,
         coverage=row.coverage,
     )
+
+
+def _scoring_asked(body: EvaluateIn, bundle) -> Scoring:
+    """As `musicsim evaluate`: the model space by the scoring the bundle was chosen with
+    (its k too), the baselines by l2; a scoring or k in the body replaces them."""
+    if body.scoring is None and body.space == "model":
+        recorded = bundle.scoring
+        k = recorded.k if body.scoring_k is None else body.scoring_k
+        return dataclasses.replace(recorded, k=k)
+    name = "l2" if body.scoring is None else body.scoring
+    return Scoring(name) if body.scoring_k is None else Scoring(name, k=body.scoring_k)
 
 
 def check_posted_work(artist_ids: np.ndarray, *, every_track: bool, settings) -> None:

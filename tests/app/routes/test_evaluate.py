@@ -2,6 +2,7 @@
 bounded work, a time limit and finite metrics in range."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,9 @@ from fastapi.testclient import TestClient
 from reference import pair_counting_auc
 
 from app.main import create_app
+from training.artefacts import load_bundle
+from training.evaluation.scoring import Scoring
+from training.experiments.paper import evaluate_run
 
 N_FEATURES = 518
 
@@ -90,3 +94,35 @@ def test_the_catalogue_is_scored_on_the_models_evaluation_artists_only(client, b
     body = client.post("/evaluate", json={"space": "raw", "every_track": True}).json()
     assert body["mean_auc"] == pytest.approx(expected, abs=1e-9)
     assert body["n_songs"] == held.sum()
+
+
+def test_the_model_row_is_scored_as_musicsim_evaluate_scores_it(
+    settings, bundle_dir, catalogue, tmp_path
+):
+    """A bundle chosen with local-scaling at k = 20: POST /evaluate's model row uses that
+    scoring and that k unless the body names others, as `musicsim evaluate` does."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the figures do not depend on the database: once is enough")
+    chosen = Scoring("local-scaling", k=20)
+    out = tmp_path / "ls20"  # the session's bundle, as if chosen with that scoring
+    shutil.copytree(bundle_dir, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "scoring": chosen.as_dict()}))
+    saved = load_bundle(out)
+    assert saved.scoring == chosen
+
+    def cli_figure(scoring: Scoring) -> float:  # what `musicsim evaluate` prints
+        (row,) = evaluate_run(catalogue, saved, seed=0, spaces=("model",), scorings=(scoring,))
+        return row.mean_auc
+
+    with TestClient(create_app(settings.model_copy(update={"model_dir": out}))) as client:
+        answer = client.post("/evaluate", json={}).json()
+        asked_k = client.post("/evaluate", json={"scoring_k": 10}).json()
+        raw = client.post("/evaluate", json={"space": "raw"}).json()
+    assert (answer["scoring"], answer["scoring_k"]) == ("local-scaling", 20)
+    assert answer["mean_auc"] == pytest.approx(cli_figure(chosen), abs=1e-12)
+    assert cli_figure(Scoring("local-scaling", k=10)) != pytest.approx(answer["mean_auc"], abs=1e-6)
+    assert asked_k["mean_auc"] == pytest.approx(
+        cli_figure(Scoring("local-scaling", k=10)), abs=1e-12
+    )
+    assert (raw["scoring"], raw["scoring_k"]) == ("l2", 10)  # baselines: l2, as the CLI

@@ -148,6 +148,7 @@ def test_evaluate_scores_a_posted_labelled_set(client):
         "ndcg_at_10": 1.0,
         # Six songs: every top-10 list holds all five others, so every song is in five lists.
         "scoring": "l2",
+        "scoring_k": 10,  # raw is ranked by l2, whose k is the default (unused by l2)
         "hubness_skewness": 0.0,
         "antihub_share": 0.0,
         "max_k_occurrence": 5,
