@@ -36,6 +36,7 @@ from training.extras import MissingExtra
 
 if TYPE_CHECKING:
     from training.data.fma import Catalogue
+    from training.evaluation.scoring import Scoring
     from training.evaluation.spaces import SpaceScore
 
 app = typer.Typer(
@@ -221,7 +222,9 @@ def train(
         seed=seed,
     )
     if config_file is not None:
-        train_from_config(ctx, data=data, out=out, config_file=config_file, flags=flags)
+        train_from_config(
+            ctx, data=data, out=out, config_file=config_file, flags=flags, scoring=recorded
+        )
         return
     try:
         config = TrainConfig(**flags)  # type: ignore[arg-type]
@@ -299,9 +302,10 @@ def write_report(folder: Path, catalogue: Catalogue, **details) -> None:
 
 
 def train_from_config(
-    ctx: typer.Context, *, data: Path, out: Path, config_file: Path, flags: dict
+    ctx: typer.Context, *, data: Path, out: Path, config_file: Path, flags: dict, scoring: Scoring
 ) -> None:
-    """`musicsim train --config`: the file's configuration, then the flags typed on the line."""
+    """`musicsim train --config`: the file's configuration, then the flags typed on the line;
+    the bundle records `scoring` and its model row is scored with it, as without --config."""
     from training.artefacts import save_bundle
     from training.experiments.compare import fit_run, load_run_spec
     from training.experiments.paper import evaluate_run
@@ -322,10 +326,15 @@ def train_from_config(
         run = fit_run(catalogue, config)
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    rows = evaluate_run(catalogue, run, seed=config.seed)
+    rows = evaluate_run(catalogue, run, seed=config.seed, scorings=(scoring,))
     metrics = {"evaluation": [r.as_dict() for r in rows], "n_songs": rows[0].n_songs}
     save_bundle(
-        run, out_dir=out, data_fingerprint=catalogue.fingerprint, metrics=metrics, name=spec.name
+        run,
+        out_dir=out,
+        data_fingerprint=catalogue.fingerprint,
+        metrics=metrics,
+        name=spec.name,
+        scoring=scoring,
     )
     print_scores(rows, title=f"{out}: artist retrieval on {len(run.split.eval)} evaluation artists")
     console.print(f"saved bundle to {out}")

@@ -78,3 +78,17 @@ def test_flags_typed_on_the_line_override_the_configuration(small_catalogue_dir,
     assert result.exit_code == 0, result.output
     training = json.loads((out / "manifest.json").read_text())["training"]
     assert (training["epochs"], training["seed"], training["width"]) == (1, 3, 32)
+
+
+def test_a_configuration_trained_with_a_scoring_records_it_and_scores_its_model_by_it(
+    small_catalogue_dir, tmp_path
+):
+    _, _, lda = write_configs(tmp_path)
+    out = tmp_path / "m"
+    args = ["train", "--data", str(small_catalogue_dir), "--config", str(lda), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--scoring", "local-scaling", "--scoring-k", "7"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["scoring"]["name"], manifest["scoring"]["k"]) == ("local-scaling", 7)
+    model_rows = [r for r in manifest["metrics"]["evaluation"] if r["space"] == "model"]
+    assert [r["scoring"] for r in model_rows] == ["local-scaling"]
