@@ -416,11 +416,17 @@ def paper(
             scorings=scorings,
         )
     if out is not None:
+        # A bundle serves with the one scoring asked; with several (or none), with l2.
+        recorded = scorings[0] if len(scorings) == 1 else None
         for name, run in table.runs.items():
             own = [r.as_dict() for r in table.rows if r.space in ("raw", "zscore", name)]
             metrics = {"evaluation": own, "n_songs": table.n_songs}
             save_bundle(
-                run, out_dir=out / name, data_fingerprint=catalogue.fingerprint, metrics=metrics
+                run,
+                out_dir=out / name,
+                data_fingerprint=catalogue.fingerprint,
+                metrics=metrics,
+                scoring=recorded,
             )
         (out / "table1.json").write_text(json.dumps(table.as_json(), indent=2) + "\n")
         write_report(

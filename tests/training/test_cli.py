@@ -103,3 +103,16 @@ def test_evaluate_scores_the_model_row_by_the_bundles_scoring(small_catalogue_di
     assert both[-1] == default[-1] and both[-2]["mean_auc"] != both[-1]["mean_auc"]
     refused = run("evaluate", *data, "--model", str(bundle), "--scoring", "nicdm")
     assert refused.exit_code == 2 and "l2, local-scaling, mutual-proximity" in refused.output
+
+
+def test_paper_bundles_record_the_one_scoring_asked(small_catalogue_dir, tmp_path):
+    data = ["--data", str(small_catalogue_dir), "--epochs", "1", "--out"]
+    asked = run("paper", *data, str(tmp_path / "one"), "--scoring", "local-scaling")
+    several = run(
+        "paper", *data, str(tmp_path / "two"), "--scoring", "l2", "--scoring", "local-scaling"
+    )
+    assert asked.exit_code == 0 and several.exit_code == 0, asked.output + several.output
+    for out, expected in ((tmp_path / "one", "local-scaling"), (tmp_path / "two", "l2")):
+        for name in ("triplet-random", "triplet-genre"):
+            manifest = json.loads((out / name / "manifest.json").read_text())
+            assert manifest["scoring"]["name"] == expected, (out, name)
