@@ -531,17 +531,20 @@ def compare(
 def print_summary(summary: list[dict], *, title: str) -> None:
     from rich.table import Table
 
-    from training.experiments.compare import METRICS
+    from training.experiments.compare import HUBNESS, METRICS
 
     table = Table(title=title)
     for column in ("configuration", "scoring", "training artists", "seeds", "mean AUC", "mAP"):
         table.add_column(column)
     for column in ("recall@10", "nDCG@10", "seconds"):
         table.add_column(column)
+    for column in ("k-occ. skew", "antihubs", "largest N10", "coverage"):  # means over seeds
+        table.add_column(column)
     for row in summary:
         cells = [row["name"], row["scoring"], str(row["train_artists"]), str(row["n_seeds"])]
         for metric in (*METRICS, "seconds"):
             cells.append(f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f}")
+        cells += [f"{row[f'{m}_mean']:.2f}" if f"{m}_mean" in row else "-" for m in HUBNESS]
         table.add_row(*cells)
     console.print(table)
 

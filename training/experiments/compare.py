@@ -189,9 +189,6 @@ def summary_markdown(summary: list[dict[str, Any]]) -> str:
         cells = [row["name"], row.get("scoring", "l2")]
         cells += [f"{row['train_artists']} ({row['n_train_artists']})", str(row["n_seeds"])]
         cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
-        cells += [
-            f"{row[f'{m}_mean']:.2f}" if f"{m}_mean" in row else "-"
-            for m in ("hubness_skewness", "antihub_share", "max_k_occurrence", "coverage")
-        ]
+        cells += [f"{row[f'{m}_mean']:.2f}" if f"{m}_mean" in row else "-" for m in HUBNESS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -92,3 +92,29 @@ def test_a_configuration_trained_with_a_scoring_records_it_and_scores_its_model_
     assert (manifest["scoring"]["name"], manifest["scoring"]["k"]) == ("local-scaling", 7)
     model_rows = [r for r in manifest["metrics"]["evaluation"] if r["space"] == "model"]
     assert [r["scoring"] for r in model_rows] == ["local-scaling"]
+
+
+def test_the_printed_comparison_shows_each_rows_hubness(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from training import cli as training_cli
+
+    row = {"name": "lda", "scoring": "local-scaling", "train_artists": "all", "n_seeds": 2}
+    for metric in ("mean_auc", "mean_average_precision", "recall_at_10", "ndcg_at_10", "seconds"):
+        row |= {f"{metric}_mean": 0.5, f"{metric}_std": 0.01}
+    hubness = {"hubness_skewness": 1.23, "antihub_share": 0.04, "max_k_occurrence": 37.0,
+               "coverage": 0.96}  # fmt: skip
+    row |= {f"{m}_mean": v for m, v in hubness.items()}
+    out = io.StringIO()
+    monkeypatch.setattr(training_cli, "console", Console(file=out, width=300))
+    training_cli.print_summary([row], title="t")
+    (line,) = [x for x in out.getvalue().splitlines() if "local-scaling" in x]
+    assert [c.strip() for c in line.strip("│┃ ").split("│")][-4:] == [
+        "1.23",
+        "0.04",
+        "37.00",
+        "0.96",
+    ]
+    assert "k-occ. skew" in out.getvalue() and "coverage" in out.getvalue()
