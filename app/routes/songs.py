@@ -151,7 +151,7 @@ async def read_similar_songs(
         ScoringName | None, Query(description="How candidates are ranked; default MUSICSIM_SCORING")
     ] = None,
 ) -> Response:
-    """The k nearest other songs to a stored song, nearest first."""
+    """The k most similar other songs to a stored song, best first by the scoring."""
     check_k(k, service)
     card = service.cards.get(song_id)
     if card is None:  # not stored (404), or stored by another process moments ago
