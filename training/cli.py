@@ -531,14 +531,14 @@ def compare(
 def print_summary(summary: list[dict], *, title: str) -> None:
     from rich.table import Table
 
-    from training.experiments.compare import HUBNESS, METRICS
+    from training.experiments.compare import HUBNESS, HUBNESS_LABELS, METRICS
 
     table = Table(title=title)
     for column in ("configuration", "scoring", "training artists", "seeds", "mean AUC", "mAP"):
         table.add_column(column)
     for column in ("recall@10", "nDCG@10", "seconds"):
         table.add_column(column)
-    for column in ("k-occ. skew", "antihubs", "largest N10", "coverage"):  # means over seeds
+    for column in HUBNESS_LABELS:
         table.add_column(column)
     for row in summary:
         cells = [row["name"], row["scoring"], str(row["train_artists"]), str(row["n_seeds"])]

@@ -130,8 +130,9 @@ def _scoring_asked(body: EvaluateIn, bundle) -> Scoring:
     (its k too), the baselines by l2; a scoring or k in the body replaces them."""
     if body.scoring is None and body.space == "model":
         recorded = bundle.scoring
-        k = recorded.k if body.scoring_k is None else body.scoring_k
-        return dataclasses.replace(recorded, k=k)
+        return (
+            recorded if body.scoring_k is None else dataclasses.replace(recorded, k=body.scoring_k)
+        )
     name = "l2" if body.scoring is None else body.scoring
     return Scoring(name) if body.scoring_k is None else Scoring(name, k=body.scoring_k)
 

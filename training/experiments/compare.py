@@ -39,6 +39,8 @@ from training.train import train_on_catalogue
 
 METRICS: tuple[str, ...] = ("mean_auc", "mean_average_precision", "recall_at_10", "ndcg_at_10")
 HUBNESS: tuple[str, ...] = ("hubness_skewness", "antihub_share", "max_k_occurrence", "coverage")
+# Their column headings, in that order, wherever a summary is shown (means over seeds).
+HUBNESS_LABELS = ("k-occ. skewness", "antihubs", "largest N10", "coverage")
 METHODS: tuple[str, ...] = ("triplet", *LINEAR_METHODS)
 
 
@@ -182,7 +184,7 @@ def summary_markdown(summary: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table: mean ± sample std over seeds of each metric."""
     header = (
         "| configuration | scoring | training artists | seeds | mean AUC | mAP | recall@10 "
-        "| nDCG@10 | k-occ. skewness | antihubs | largest N10 | coverage |"
+        f"| nDCG@10 | {' | '.join(HUBNESS_LABELS)} |"
     )
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary:
