@@ -174,7 +174,9 @@ def _distinct(
     song_ids = [np.array([n.song_id for n in c], dtype=np.int64) for c in found]
     if not sum(len(s) for s in song_ids):
         return [[] for _ in found]
-    keys = keys_of(np.unique(np.concatenate(song_ids)).tolist())
+    # One query (the usual request) needs no de-duplication of its ids across queries.
+    wanted = song_ids[0] if len(song_ids) == 1 else np.unique(np.concatenate(song_ids))
+    keys = keys_of(wanted.tolist())
     screened = getattr(index, "exact_distances", False)  # float32 distances: compare all
     taken_distances = None
     if screened and taken_vectors is not None:  # the query song's: 0 for its stored vector

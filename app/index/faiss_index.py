@@ -41,6 +41,7 @@ from app.index.kinds import (
     search_parameters,
 )
 from app.index.protocol import Neighbour, SongFilter, haversine_km
+from training.evaluation.scoring import exact_distances, l2_margin
 
 
 class ReadWriteLock:
@@ -80,14 +81,26 @@ class ReadWriteLock:
 
 
 def _neighbours(
-    ids: np.ndarray, rows: np.ndarray, squared: np.ndarray, k: int, dropped: int
+    ids: np.ndarray, rows: np.ndarray, distances: np.ndarray, k: int, dropped: int
 ) -> list[Neighbour]:
     """One query's first k found rows as Neighbours, converted as arrays, not row by row:
-    FAISS pads with -1 when fewer than k songs pass; `dropped` is the excluded song's row."""
+    -1 pads when fewer than k songs pass; `dropped` is the excluded song's row."""
     found = (rows >= 0) & (rows != dropped)
     song_ids = ids[rows[found][:k]].tolist()
-    distances = np.sqrt(np.maximum(squared[found][:k], 0.0)).tolist()
-    return [Neighbour(i, d) for i, d in zip(song_ids, distances, strict=True)]
+    return [Neighbour(i, d) for i, d in zip(song_ids, distances[found][:k].tolist(), strict=True)]
+
+
+def _scan_depth(k: int) -> int:
+    """Rows an exact scan returns for k answers: its float32 ranking can swap near-ties
+    across the k-th place, so it offers a margin, ranked again exactly (`_ranked_exactly`)."""
+    return k + l2_margin(k)
+
+
+def _widened(rows: np.ndarray, width: int) -> np.ndarray:
+    """rows padded with -1 columns to at least `width`."""
+    if rows.shape[1] >= width:
+        return rows
+    return np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=-1)
 
 
 def search_alone_on_this_thread() -> None:
@@ -119,6 +132,10 @@ class FaissSongIndex:
     `spec.coalesce_wait_ms` > 0, concurrent single flat queries run as one batch.
     """
 
+    # Its answers' distances are `exact_distances` of the stored vectors (ScoredIndex and
+    # search_distinct rely on it), whatever the kind found its candidates with.
+    exact_distances = True
+
     def __init__(self, dim: int, spec: IndexSpec | None = None, *, exact_chunk: int | None = None):
         self.dim = dim
         self.spec = spec or IndexSpec()
@@ -140,6 +157,7 @@ class FaissSongIndex:
         if faiss_index is None and effective_kind(self.spec, n) != "flat":
             faiss_index = build_faiss_index(self.spec, FileRows(vectors))
         self._faiss = faiss_index
+        self._unfiltered_params: dict[int, faiss.SearchParameters | None] = {}
         self._vectors = vectors
         # Only the flat kind scans a smaller copy; the others' exact fallbacks are rare.
         store = self.spec.store if self._faiss is None else "float32"
@@ -298,13 +316,14 @@ class FaissSongIndex:
             else:
                 allowed, wanted = self._allowed_rows(where, exclude_song), k
             if self._coalescer is not None and self._faiss is None and len(queries) == 1:
-                distances, rows = self._coalescer.submit((queries[0], wanted, allowed))
+                candidates = self._coalescer.submit((queries[0], _scan_depth(wanted), allowed))
             else:
-                distances, rows = self._search_rows(queries, wanted, allowed)
+                candidates = self._search_rows(queries, wanted, allowed)
+            distances, rows = self._ranked_exactly(queries, candidates, wanted)
             ids = self._rows.ids
         return [
-            _neighbours(ids, found, squared, k, dropped)
-            for found, squared in zip(rows, distances, strict=True)
+            _neighbours(ids, found, exact, k, dropped)
+            for found, exact in zip(rows, distances, strict=True)
         ]
 
     def _row_dropped_after(self, where: SongFilter, exclude_song: int | None) -> int:
@@ -313,71 +332,75 @@ class FaissSongIndex:
             return -1
         return self._row_of.get(exclude_song, -1)
 
-    def _search_rows(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(squared distances, rows) of the k nearest allowed rows, -1 padded."""
+    def _search_rows(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Each query's candidate rows for its k nearest allowed rows, -1 padded: an exact
+        scan's nearest (`_scan_depth`), or at least k from the approximate index."""
         n_allowed = len(self._row_of) if allowed is None else int(allowed.sum())
-        if self._faiss is None:
-            return self._exact.search(queries, k=k, allowed=[allowed] * len(queries))
-        if allowed is not None and n_allowed <= self.spec.exact_below:
+        if self._faiss is None or (allowed is not None and n_allowed <= self.spec.exact_below):
             return self._search_exactly(queries, k, allowed)
-        distances, rows = self._search_faiss(queries, k, allowed)
+        rows = self._search_faiss(queries, k, allowed)
         short = (rows >= 0).sum(axis=1) < min(k, n_allowed)
         if short.any():  # the approximate search missed songs that pass: answer exactly
-            distances[short], rows[short] = self._search_exactly(queries[short], k, allowed)
-        return distances, rows
+            exact = self._search_exactly(queries[short], k, allowed)
+            rows = _widened(rows, exact.shape[1])
+            rows[short] = _widened(exact, rows.shape[1])
+        return rows
 
-    def _search_faiss(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_faiss(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
+        """The approximate index's candidate rows: k, or more where `candidates_for` asks
+        for extra to be re-ranked exactly (IVF-PQ, a graph over principal components)."""
         assert self._faiss is not None  # only the approximate kinds search FAISS
         selector, bits = None, None
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")  # kept alive through the search
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
         n_candidates = candidates_for(self._faiss, k, self.spec)
-        params = search_parameters(self.spec, self._faiss, n_candidates, selector)
-        distances, rows = self._faiss.search(
-            prepare(self._faiss, queries), n_candidates, params=params
-        )
+        if selector is None:  # FAISS only reads them: one object per k serves every search
+            params = self._unfiltered_params.get(n_candidates)
+            if params is None:
+                params = search_parameters(self.spec, self._faiss, n_candidates, None)
+                self._unfiltered_params[n_candidates] = params
+        else:
+            params = search_parameters(self.spec, self._faiss, n_candidates, selector)
+        _, rows = self._faiss.search(prepare(self._faiss, queries), n_candidates, params=params)
         del bits
-        if n_candidates == k:
-            return distances, rows
-        return self._rerank(queries, rows, k)
+        return rows
 
-    def _rerank(
+    def _ranked_exactly(
         self, queries: np.ndarray, candidates: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact distances for each query's candidate rows; keep the k nearest."""
-        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        """(distances, rows): each query's k nearest candidate rows by `exact_distances`
+        (float64, no cancellation: what the scorings rank by, so a song's own vector is at
+        exactly 0 and `ScoredIndex` need not read the vectors again), nearest first,
+        inf / -1 padded. The scans' distances are |a|^2 + |b|^2 - 2ab in float32."""
+        distances = np.full((len(queries), k), np.inf)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         for q, found in enumerate(candidates):
             found = found[found >= 0]
-            exact = ((self._vectors.take(found) - queries[q]) ** 2).sum(axis=1)
+            exact = exact_distances(queries[q : q + 1], self._vectors.take(found))[0]
             best = np.argsort(exact, kind="stable")[:k]
             distances[q, : len(best)], rows[q, : len(best)] = exact[best], found[best]
         return distances, rows
 
     def _search_exactly(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over the allowed rows (all when None), -1 padded to k."""
-        return self._exact.search(queries, k=k, allowed=[allowed] * len(queries))
+    ) -> np.ndarray:
+        """Rows of the nearest allowed rows (all when None) by a scan, enough of them
+        (`_scan_depth`) for the exact k nearest among them, -1 padded."""
+        depth = _scan_depth(k)
+        return self._exact.search(queries, k=depth, allowed=[allowed] * len(queries))[1]
 
     def _run_batch(
         self, items: Sequence[tuple[np.ndarray, int, np.ndarray | None]]
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Coalesced single queries as one exact scan; each answer cut to its own k.
+    ) -> list[np.ndarray]:
+        """Coalesced single queries as one exact scan; each answer's rows cut to its own k.
 
         Every caller holds the read lock while its batch runs, so no add overlaps it.
         """
         k = max(item[1] for item in items)
         queries = np.stack([item[0] for item in items])
-        distances, rows = self._exact.search(queries, k=k, allowed=[item[2] for item in items])
-        return [
-            (distances[q : q + 1, :kq], rows[q : q + 1, :kq]) for q, (_, kq, _) in enumerate(items)
-        ]
+        _, rows = self._exact.search(queries, k=k, allowed=[item[2] for item in items])
+        return [rows[q : q + 1, :kq] for q, (_, kq, _) in enumerate(items)]
 
     def _allowed_rows(self, where: SongFilter, exclude_song: int | None) -> np.ndarray | None:
         """Boolean mask of rows that may be returned, or None when all may."""

@@ -1,11 +1,13 @@
 """Search that re-ranks a pool of L2 candidates by exact distances and a scoring.
 
 Any backend (`SongIndex`) finds candidates by approximate or float32 L2; this
-wrapper fetches `Scoring.pool_for(k)` of them (k plus a margin for l2), recomputes
-their distances as sqrt(sum((a - b)^2)) in float64 from the stored vectors (so a
-song is at distance exactly 0 from its own vector, and near-duplicates keep their
-order), scores them with the scoring asked for (training.evaluation.scoring, the
-definitions evaluation uses) and keeps the k best. The filters are the backend's, applied
+wrapper fetches `Scoring.pool_for(k)` of them (for l2, k plus a margin; just k from
+FAISS's backend, which fetches its own margin and ranks it exactly), takes
+their distances as sqrt(sum((a - b)^2)) in float64 of the stored vectors (so a song
+is at distance exactly 0 from its own vector, and near-duplicates keep their order:
+FAISS's backend answers with these already, others' are recomputed), scores them
+with the scoring asked for (training.evaluation.scoring, the definitions evaluation
+uses) and keeps the k best. The filters are the backend's, applied
 while fetching the pool, so k songs come back whenever k pass.
 
 Per song it keeps a row of neighbourhood statistics, computed from the index
@@ -148,6 +150,8 @@ class ScoredIndex:
         (`ensure_neighbourhoods`, `start_neighbourhoods`). on_computed(ids, table) is
         called once they are, with the songs in table row order (the cache persists it)."""
         self._inner = inner
+        # FAISS's answers carry exact_distances already; Milvus's are float32 L2, read again.
+        self._backend_exact = getattr(inner, "exact_distances", False) is True
         self.scoring = scoring
         self._seed = seed
         self._pos = {int(song_id): row for row, song_id in enumerate(ids)}
@@ -469,9 +473,9 @@ class ScoredIndex:
                 scoring.name, self.neighbourhood_progress(), self._retry_after_s()
             )
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-        found = self._inner.search(
-            queries, k=scoring.pool_for(k), where=where, exclude_song=exclude_song
-        )
+        # An exact backend's k nearest are already the exact l2 ranking: no margin to fetch.
+        pool = k if scoring.name == "l2" and self._backend_exact else scoring.pool_for(k)
+        found = self._inner.search(queries, k=pool, where=where, exclude_song=exclude_song)
         from_pool = (where is None or where.is_empty()) and exclude_song is None
         query_stats = self._query_stats(queries, exclude_song, scoring, from_pool=from_pool)
         return [
@@ -495,10 +499,9 @@ class ScoredIndex:
         query_stats: Neighbourhoods | None,
         q: int,
     ) -> list[Neighbour]:
-        ids, vectors, songs = self._candidate_rows(candidates, stats=scoring.name != "l2")
+        ids, distances, songs = self._candidate_rows(query, candidates, stats=scoring.name != "l2")
         if len(ids) == 0:
             return []
-        distances = exact_distances(query[None, :], vectors)
         mine = None if query_stats is None else query_stats.take(np.array([q]))
         if mine is not None and np.isnan(mine.radius[0]):
             nearest = np.sort(distances[0])[: self.scoring.k]
@@ -512,24 +515,31 @@ class ScoredIndex:
         ]
 
     def _candidate_rows(
-        self, candidates: list[Neighbour], *, stats: bool
+        self, query: np.ndarray, candidates: list[Neighbour], *, stats: bool
     ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods | None]:
-        """The candidates still indexed, their vectors and neighbourhood rows. A song
-        removed by another thread between the filter and the reads (the follower, a
-        DELETE) raises KeyError there: filter again, so the search never fails for it."""
+        """The candidates still indexed, their exact distances to the query ((1, n)) and
+        neighbourhood rows. A song removed by another thread between the filter and the
+        reads (the follower, a DELETE) raises KeyError there: filter again, so the search
+        never fails for it."""
         for _ in range(MAX_REREAD_ATTEMPTS - 1):
             try:
-                return self._read_candidates(candidates, stats=stats)
+                return self._read_candidates(query, candidates, stats=stats)
             except KeyError:
                 continue
-        return self._read_candidates(candidates, stats=stats)
+        return self._read_candidates(query, candidates, stats=stats)
 
     def _read_candidates(
-        self, candidates: list[Neighbour], *, stats: bool
+        self, query: np.ndarray, candidates: list[Neighbour], *, stats: bool
     ) -> tuple[np.ndarray, np.ndarray, Neighbourhoods | None]:
-        """stats: also the candidates' neighbourhood rows (l2 reads none)."""
-        ids = np.array([c.song_id for c in candidates if c.song_id in self._pos], dtype=np.int64)
-        return ids, self._inner.embeddings_of(ids), self._stats_of(ids) if stats else None
+        """stats: also the candidates' neighbourhood rows (l2 reads none). A backend whose
+        distances are `exact_distances` already (FAISS's) is not read again."""
+        kept = [c for c in candidates if c.song_id in self._pos]
+        ids = np.array([c.song_id for c in kept], dtype=np.int64)
+        if self._backend_exact:
+            distances = np.array([[c.distance for c in kept]], dtype=np.float64)
+        else:
+            distances = exact_distances(query[None, :], self._inner.embeddings_of(ids))
+        return ids, distances, self._stats_of(ids) if stats else None
 
     def _query_stats(
         self, queries: np.ndarray, exclude_song: int | None, scoring: Scoring, *, from_pool: bool

@@ -29,10 +29,10 @@ import numpy as np
 SCORINGS = ("l2", "local-scaling", "mutual-proximity")
 MAX_NEIGHBOURS = 1000  # radii over more neighbours than this stop being local
 MIN_POOL, MAX_POOL = 100, 100_000  # L2 candidates the service re-ranks per query
-# l2 re-ranks only to replace float32 distances by exact ones. Every backend ranks its
-# candidates by direct float32 (a - b)^2 (the flat scan and IVF re-rank theirs), which
-# can swap only songs within ~1e-5 of each other's distance: the candidates beyond k
-# catch those across the k-th place.
+# l2 re-ranks only to replace float32 distances by exact ones. A float32 ranking (a
+# flat scan's |a|^2 + |b|^2 - 2ab, FAISS's (a - b)^2) can swap only songs within ~1e-5
+# of each other's distance: `l2_margin` candidates beyond k catch those across the k-th
+# place (fetched by the service's FAISS backend itself, which ranks them exactly).
 L2_MARGIN = 10
 MAX_SAMPLE = 100_000
 ROWS_PER_BLOCK = 256  # distance rows per step: memory bounded at 256 x n float64
@@ -59,11 +59,16 @@ class Scoring:
         """L2 candidates fetched to return k_results re-ranked songs: max(pool, 10 k) for
         the scorings that reorder them, k plus a margin for l2 (same order but rounding)."""
         if self.name == "l2":
-            return k_results + max(L2_MARGIN, k_results // 4)
+            return k_results + l2_margin(k_results)
         return max(self.pool, 10 * k_results)
 
     def as_dict(self) -> dict[str, str | int]:
         return asdict(self)
+
+
+def l2_margin(k: int) -> int:
+    """Candidates beyond k that a float32 ranking must offer for the exact top k."""
+    return max(L2_MARGIN, k // 4)
 
 
 def _check_range(what: str, value: int, low: int, high: int) -> None:
@@ -95,6 +100,9 @@ class Neighbourhoods:
         return len(self.radius)
 
 
+TEMPORARY_BYTES = 64 * 1024  # see exact_distances
+
+
 def exact_distances(queries: np.ndarray, songs: np.ndarray) -> np.ndarray:
     """(n_queries, n_songs) L2 distances as sqrt(sum((q - s)^2)) in float64.
 
@@ -102,9 +110,20 @@ def exact_distances(queries: np.ndarray, songs: np.ndarray) -> np.ndarray:
     neighbours keep their order (|a|^2 + |b|^2 - 2ab loses both in float32).
     For the few candidates the service re-ranks, not for whole catalogues.
     """
-    q = np.asarray(queries, dtype=np.float64)
-    s = np.asarray(songs, dtype=np.float64)
-    return np.sqrt(((q[:, None, :] - s[None, :, :]) ** 2).sum(-1))
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    s = np.asarray(songs).reshape(-1, q.shape[1])
+    out = np.empty((len(q), len(s)))
+    # Blocks of songs small enough that their float64 temporaries stay below glibc's
+    # mmap threshold (128 KiB): a larger one is fresh zeroed pages at every call, and
+    # 58 candidates x 518 dimensions took 10x as long in one piece inside a server.
+    block = max(1, TEMPORARY_BYTES // (8 * max(q.shape[1], 1)))
+    for start in range(0, len(s), block):
+        part = np.asarray(s[start : start + block], dtype=np.float64)
+        for i, query in enumerate(q):
+            difference = part - query
+            np.square(difference, out=difference)
+            out[i, start : start + block] = np.sqrt(difference.sum(axis=1))
+    return out
 
 
 def sample_rows(n_songs: int, *, scoring: Scoring, seed: int = 0) -> np.ndarray:

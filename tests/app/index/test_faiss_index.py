@@ -140,6 +140,35 @@ def test_distances_are_the_true_l2_distances_of_the_songs_returned(approximate, 
         assert np.all(np.diff(true) >= -1e-4)  # nearest first
 
 
+EXACT_KINDS = {
+    "flat": IndexSpec(kind="flat"),  # BLAS scan: |a|^2 + |b|^2 - 2ab in float32
+    "flat-sq8": IndexSpec(kind="flat", store="sq8"),
+    **APPROXIMATE,
+}
+
+
+@pytest.mark.parametrize("kind", list(EXACT_KINDS))
+@pytest.mark.parametrize("where", [SongFilter(), SongFilter(genre="Rock")])
+def test_every_kind_answers_with_float64_distances_of_the_stored_vectors(kind, where, songs):
+    # ScoredIndex ranks by these without reading the vectors again, so every path (an
+    # exact scan, FAISS's candidates, the filtered exact fallback) must give them exactly.
+    rows, vectors, queries = songs
+    index = FaissSongIndex.from_embeddings(rows, vectors, EXACT_KINDS[kind])
+    stored = vectors[[3, 400, 7_000]]
+    for query, hits in zip(
+        [*queries[:5], *stored],
+        index.search(np.concatenate([queries[:5], stored]), k=K, where=where),
+        strict=True,
+    ):
+        found = rows_of([hits], rows)[0]
+        true = np.sqrt(((vectors[found].astype(np.float64) - query.astype(np.float64)) ** 2).sum(1))
+        np.testing.assert_allclose([n.distance for n in hits], true, rtol=1e-12, atol=0)
+        assert np.all(np.diff(true) >= 0)  # nearest first by these distances
+    for row in (3, 400, 7_000):  # a stored song is at exactly 0 from its own vector
+        if where.genre is None or rows.genres[row] == where.genre:
+            assert index.search(vectors[row], k=1, where=where)[0][0].distance == 0.0
+
+
 @pytest.mark.parametrize(
     "where",
     [
