@@ -586,8 +586,9 @@ def _report(floor: dict, results: dict, blas: float, *, n_songs: int, duration: 
         "songs' features. One `musicsim serve` process, SQLite, default settings "
         "(coalescing on for flat: MUSICSIM_COALESCE_WAIT_MS=0.5). In-process: the same kind "
         f"searched alone, {N_QUERIES} single queries, coalescing off: the kind alone at k=10, "
-        "and the route's search (search_distinct over the ScoredIndex, l2: k + 8 asked, "
-        "k + 10 more L2 candidates re-ranked in float64, copies of a recording dropped), on "
+        "and the route's search (search_distinct over the ScoredIndex, l2: k + 8 asked of "
+        "the backend, which ranks its candidates by float64 distances (a flat scan offers "
+        "k + 8 + 10), copies of a recording dropped), on "
         "the index the server built and persisted. HTTP p50 / in-process divides by the "
         "route's search. Kinds not measured per scoring serve with "
         "MUSICSIM_SCORING_WARMUP=false (no neighbourhood build competing with the cells).",
