@@ -68,6 +68,14 @@ ScoringOption = Annotated[
 ScoringKOption = Annotated[
     int, typer.Option("--scoring-k", help="Neighbours whose mean distance is a song's radius")
 ]
+EvaluateScoringKOption = Annotated[
+    int | None,
+    typer.Option(
+        "--scoring-k",
+        help="Neighbours whose mean distance is a song's radius (default 10; without "
+        "--scoring, the model row's scoring with this k instead of the bundle's own)",
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -348,18 +356,20 @@ def evaluate(
     as_json: JsonOption = False,
     every_track: EveryTrackOption = False,
     scoring: ScoringOption = None,
-    scoring_k: ScoringKOption = 10,
+    scoring_k: EvaluateScoringKOption = None,
 ) -> None:
     """Retrieval scores of raw, z-scored and the model's space on its evaluation artists."""
     from training.artefacts import BundleError, load_bundle
     from training.experiments.paper import evaluate_run
 
-    scorings = parse_scorings(scoring, scoring_k)
+    scorings = parse_scorings(scoring, 10 if scoring_k is None else scoring_k)
     try:
         bundle = load_bundle(model)
         recorded = bundle.scoring
     except BundleError as exc:
         raise fail(str(exc)) from exc
+    if scoring_k is not None:  # the model row's scoring with the k asked (checked above)
+        recorded = dataclasses.replace(recorded, k=scoring_k)
     catalogue = read_catalogue(data)
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")

@@ -101,6 +101,12 @@ def test_evaluate_scores_the_model_row_by_the_bundles_scoring(small_catalogue_di
         ("model", "local-scaling"),
     ]
     assert both[-1] == default[-1] and both[-2]["mean_auc"] != both[-1]["mean_auc"]
+    # --scoring-k alone re-scores the model row with the bundle's scoring at that k, as
+    # naming that scoring with the same k does.
+    own_k = ["evaluate", *data, "--model", str(bundle), "--json", "--scoring-k", "3"]
+    at_3 = json.loads(run(*own_k).stdout)["rows"]
+    named = json.loads(run(*own_k, "--scoring", "local-scaling").stdout)["rows"]
+    assert at_3[-1] == named[-1] and at_3[-1]["mean_auc"] != default[-1]["mean_auc"]
     refused = run("evaluate", *data, "--model", str(bundle), "--scoring", "nicdm")
     assert refused.exit_code == 2 and "l2, local-scaling, mutual-proximity" in refused.output
 
