@@ -10,7 +10,7 @@ from training import selection as selection_module
 from training.cli import app as cli
 from training.data.fma import load_catalogue
 from training.data.split import split_artists
-from training.selection import AutoConfig, refit, select_candidates
+from training.selection import CANDIDATES, AutoConfig, refit, select_candidates
 
 QUICK = ("zscore", "lda", "paper")
 
@@ -34,7 +34,9 @@ def test_selection_never_reads_an_evaluation_artist(catalogue, monkeypatch):
 
     monkeypatch.setattr(selection_module, "fit_run", recording_fit)
     monkeypatch.setattr(selection_module, "retrieval_scores", recording_score)
-    chosen = select_candidates(catalogue, AutoConfig(seed=1, epochs=1, candidates=QUICK))
+    # Every candidate (not QUICK): each fits and scores through these two functions.
+    chosen = select_candidates(catalogue, AutoConfig(seed=1, epochs=1, candidates=CANDIDATES))
+    assert {c.name for c in chosen.candidates} == set(CANDIDATES)
     paper_split = split_artists(catalogue.artist_ids, train_fraction=0.7, seed=1)
     assert touched and touched <= set(map(int, paper_split.train))
     assert not touched & set(map(int, paper_split.eval))
