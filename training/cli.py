@@ -84,12 +84,14 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def parse_scorings(names: list[str] | None, k: int) -> list:
-    """Scorings named on the command line; a bad name or k exits 2 naming the allowed values."""
-    from training.evaluation.scoring import Scoring
+def parse_scorings(names: list[str] | None, k: int | None, *, recorded=None) -> list:
+    """Scorings named on the command line (`scoring_asked`; `recorded` stands in when none
+    is named); a bad name or k exits 2 naming the allowed values."""
+    from training.evaluation.scoring import scoring_asked
 
     try:
-        return [Scoring(name, k=k) for name in (names or ["l2"])]
+        asked: list[str | None] = list(names) if names else [None]
+        return [scoring_asked(name, k, recorded=recorded) for name in asked]
     except ValueError as exc:
         raise fail(str(exc)) from exc
 
@@ -362,14 +364,12 @@ def evaluate(
     from training.artefacts import BundleError, load_bundle
     from training.experiments.paper import evaluate_run
 
-    scorings = parse_scorings(scoring, 10 if scoring_k is None else scoring_k)
+    scorings = parse_scorings(scoring, scoring_k)
     try:
         bundle = load_bundle(model)
-        recorded = bundle.scoring
+        (recorded,) = parse_scorings(None, scoring_k, recorded=bundle.scoring)
     except BundleError as exc:
         raise fail(str(exc)) from exc
-    if scoring_k is not None:  # the model row's scoring with the k asked (checked above)
-        recorded = dataclasses.replace(recorded, k=scoring_k)
     catalogue = read_catalogue(data)
     if bundle.manifest["data"]["fingerprint"] != catalogue.fingerprint:
         console.print("[yellow]warning:[/yellow] this data differs from the model's training data")

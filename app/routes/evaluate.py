@@ -3,7 +3,6 @@ or on a posted labelled set."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from app.routes import JSONBodyRoute
 from app.schemas import EvaluateIn, EvaluateOut
 from training.data.split import ArtistSplit
 from training.evaluation.metrics import EvaluationStopped, stop_when
-from training.evaluation.scoring import Scoring
+from training.evaluation.scoring import scoring_asked
 from training.evaluation.spaces import evaluate_on_split
 
 router = APIRouter(tags=["evaluation"], route_class=JSONBodyRoute)
@@ -90,7 +89,9 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         # drift from `musicsim evaluate` on the same FMA files.
         artist_ids, features = read_labelled_features(session, source=FMA)
         split = bundle.split
-    scoring = _scoring_asked(body, bundle)
+    # As `musicsim evaluate`: the model space as its bundle was chosen, the baselines by l2.
+    recorded = bundle.scoring if body.space == "model" else None
+    scoring = scoring_asked(body.scoring, body.scoring_k, recorded=recorded)
     try:
         with stop_when(should_stop):
             (row,) = evaluate_on_split(
@@ -123,18 +124,6 @@ def _evaluate(session, bundle, service, body: EvaluateIn, should_stop) -> Evalua
         max_k_occurrence=row.max_k_occurrence,
         coverage=row.coverage,
     )
-
-
-def _scoring_asked(body: EvaluateIn, bundle) -> Scoring:
-    """As `musicsim evaluate`: the model space by the scoring the bundle was chosen with
-    (its k too), the baselines by l2; a scoring or k in the body replaces them."""
-    if body.scoring is None and body.space == "model":
-        recorded = bundle.scoring
-        return (
-            recorded if body.scoring_k is None else dataclasses.replace(recorded, k=body.scoring_k)
-        )
-    name = "l2" if body.scoring is None else body.scoring
-    return Scoring(name) if body.scoring_k is None else Scoring(name, k=body.scoring_k)
 
 
 def check_posted_work(artist_ids: np.ndarray, *, every_track: bool, settings) -> None:

@@ -13,6 +13,7 @@ from training.evaluation.scoring import (
     exact_distances,
     neighbourhoods,
     scores,
+    scoring_asked,
 )
 
 
@@ -144,3 +145,13 @@ def test_exact_distances_put_a_saturated_song_at_zero_from_itself():
     # What FAISS's float32 |a|^2 + |b|^2 - 2ab gives (the defect being fixed): not all zero.
     shortcut, _ = faiss.knn(points, points, 1)
     assert (shortcut != 0).any()
+
+
+def test_the_scoring_asked_falls_back_to_the_bundles_own_then_to_l2():
+    recorded = Scoring("mutual-proximity", k=25, sample=500)
+    assert scoring_asked(None, None, recorded=recorded) == recorded
+    assert scoring_asked(None, 3, recorded=recorded) == Scoring("mutual-proximity", k=3, sample=500)
+    assert scoring_asked("l2", None, recorded=recorded) == Scoring("l2", k=10)
+    assert scoring_asked(None, None) == Scoring() and scoring_asked(None, 7) == Scoring(k=7)
+    with pytest.raises(ValueError, match="from 1 to 1000"):
+        scoring_asked(None, 0, recorded=recorded)
