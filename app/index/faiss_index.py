@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 
 from app.catalogue.rows import SongRows
+from app.index.bounds import BOUND_DIMS
 from app.index.coalesce import Coalescer
 from app.index.exact import ExactScan, FileRows, VectorStore
 from app.index.kinds import (
@@ -162,7 +163,11 @@ class FaissSongIndex:
         # Only the flat kind scans a smaller copy; the others' exact fallbacks are rare.
         store = self.spec.store if self._faiss is None else "float32"
         self._exact = ExactScan(
-            vectors, store=store, refine=self.spec.store_refine, chunk=self._exact_chunk
+            vectors,
+            store=store,
+            refine=self.spec.store_refine,
+            chunk=self._exact_chunk,
+            bound_dims=BOUND_DIMS if self._faiss is None else None,
         )
         if self._faiss is not None and kind_of(self._faiss) == "ivfpq":
             # IVF-PQ keeps codes, not vectors: the rows it re-ranks are read from the file,
@@ -316,7 +321,7 @@ class FaissSongIndex:
             else:
                 allowed, wanted = self._allowed_rows(where, exclude_song), k
             if self._coalescer is not None and self._faiss is None and len(queries) == 1:
-                candidates = self._coalescer.submit((queries[0], _scan_depth(wanted), allowed))
+                candidates = self._search_lone(self._coalescer, queries[0], wanted, allowed)
             else:
                 candidates = self._search_rows(queries, wanted, allowed)
             distances, rows = self._ranked_exactly(queries, candidates, wanted)
@@ -390,6 +395,17 @@ class FaissSongIndex:
         depth = _scan_depth(k)
         return self._exact.search(queries, k=depth, allowed=[allowed] * len(queries))[1]
 
+    def _search_lone(
+        self, coalescer: Coalescer, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> np.ndarray:
+        """A lone flat query's candidate rows: by its lower bounds, which read a few hundred
+        rows, else by a scan of every row shared with the queries that arrive meanwhile."""
+        depth = _scan_depth(k)
+        found = self._exact.search_bounded(query, k=depth, allowed=allowed)
+        if found is not None:
+            return found[1]
+        return coalescer.submit((query, depth, allowed))
+
     def _run_batch(
         self, items: Sequence[tuple[np.ndarray, int, np.ndarray | None]]
     ) -> list[np.ndarray]:
@@ -399,7 +415,8 @@ class FaissSongIndex:
         """
         k = max(item[1] for item in items)
         queries = np.stack([item[0] for item in items])
-        _, rows = self._exact.search(queries, k=k, allowed=[item[2] for item in items])
+        allowed = [item[2] for item in items]
+        _, rows = self._exact.search(queries, k=k, allowed=allowed, bounds=False)
         return [rows[q : q + 1, :kq] for q, (_, kq, _) in enumerate(items)]
 
     def _allowed_rows(self, where: SongFilter, exclude_song: int | None) -> np.ndarray | None:

@@ -1,0 +1,156 @@
+"""Lower bounds from principal axes: bounds they are, and exact answers they give."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from app.catalogue.rows import SongRows
+from app.index import bounds as bounds_module
+from app.index.bounds import ProjectedBounds
+from app.index.exact import ExactScan, VectorStore
+from app.index.faiss_index import FaissSongIndex
+from app.index.kinds import IndexSpec
+from app.index.protocol import SongFilter
+
+DIM = 64  # above BOUND_DIMS, so that the flat kind keeps its bounds
+
+
+AXES = np.linalg.qr(np.random.default_rng(0).normal(size=(DIM, 5)))[0].T
+
+
+def low_rank(rng, n, *, noise=0.05):
+    """Rows whose variance lies mostly in a few axes, as learned embeddings' does."""
+    spread = rng.normal(size=(n, len(AXES))) * 4 @ AXES
+    return (spread + rng.normal(size=(n, DIM)) * noise + 7).astype(np.float32)
+
+
+def squared(vectors, query):
+    return ((vectors.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1)
+
+
+def brute_force(vectors, query, k, mask=None):
+    d = squared(vectors, query)
+    if mask is not None:
+        d[~mask] = np.inf
+    order = np.argsort(d, kind="stable")[:k]
+    return order[np.isfinite(d[order])].tolist()
+
+
+def assert_nearest(vectors, query, found, k, mask=None):
+    """found holds the k nearest allowed rows: ExactScan ranks by float32 distances, so
+    rows nearly tied may swap places; their float64 distances must be the k smallest."""
+    found = [int(r) for r in found if r >= 0]
+    expected = brute_force(vectors, query, k, mask)
+    assert len(found) == len(expected) and (mask is None or mask[found].all())
+    d = squared(vectors, query)
+    np.testing.assert_allclose(d[found], d[expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize("fitted_on", ["same rows", "other rows"])
+def test_the_short_points_distance_never_exceeds_the_true_one(fitted_on):
+    rng = np.random.default_rng(1)
+    vectors, queries = low_rank(rng, 3_000), low_rank(rng, 50)
+    bounds = ProjectedBounds(DIM, dims=4)
+    # Axes fitted elsewhere are still orthonormal: looser bounds, bounds all the same.
+    bounds.fit(vectors if fitted_on == "same rows" else rng.normal(size=(500, DIM)))
+    rows, _ = bounds._short(vectors)
+    points, _ = bounds._short(queries)
+    short = ((rows[None, :, :].astype(np.float64) - points[:, None, :]) ** 2).sum(axis=2)
+    true = ((vectors[None, :, :].astype(np.float64) - queries[:, None, :]) ** 2).sum(axis=2)
+    assert (short <= true * (1 + 1e-5) + 1e-4).all()
+    if fitted_on == "same rows":  # the rows' own axes hold most of each distance
+        assert np.median(short / true) > 0.9
+
+
+@pytest.fixture(scope="module")
+def bounded_scan():
+    rng = np.random.default_rng(2)
+    vectors = low_rank(rng, 8_000)
+    store = VectorStore(vectors[:6_000])
+    scan = ExactScan(store, bound_dims=6, bound_min_rows=1_000)
+    store.append(vectors[6_000:])  # rows added after the axes were fitted
+    scan.appended()
+    return scan, vectors, low_rank(rng, 40)
+
+
+def test_bounded_searches_equal_brute_force_for_random_masks(bounded_scan):
+    scan, vectors, queries = bounded_scan
+    rng = np.random.default_rng(3)
+    answered_by_bounds = 0
+    for q, query in enumerate(queries):
+        k = int(rng.integers(1, 60))
+        mask = None if q % 3 == 0 else rng.random(len(vectors)) < rng.uniform(0.2, 1.0)
+        answered_by_bounds += scan.search_bounded(query, k=k, allowed=mask) is not None
+        _, found = scan.search(query[None], k=k, allowed=[mask])
+        assert_nearest(vectors, query, found[0], k, mask)
+    assert answered_by_bounds == len(queries)  # the bounds answered, not a fallback scan
+
+
+def test_rows_added_after_fitting_find_themselves_by_their_bounds(bounded_scan):
+    scan, vectors, _ = bounded_scan
+    for row in (3, 6_001, 7_999):
+        distances, found = scan.search_bounded(vectors[row], k=3, allowed=None)
+        assert found[0][0] == row and distances[0][0] == 0.0
+
+
+def test_a_range_search_finds_the_rows_past_the_first_reach(bounded_scan, monkeypatch):
+    scan, vectors, queries = bounded_scan
+    monkeypatch.setattr(bounds_module, "REACH", 8)  # far fewer than pass: a range search
+    for query in queries[:10]:
+        _, found = scan.search_bounded(query, k=30, allowed=None)
+        assert_nearest(vectors, query, found[0], 30)
+
+
+def test_bounds_passing_more_rows_than_asked_answer_none():
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(5_000, DIM)).astype(np.float32)  # no dominant axes
+    bounds = ProjectedBounds(DIM, dims=4)
+    bounds.fit(vectors)
+    bounds.add(vectors)
+
+    def exact(rows):
+        return squared(vectors[rows], query)
+
+    for query in rng.normal(size=(5, DIM)).astype(np.float32):
+        assert bounds.candidates(query, k=10, pool=20, mask=None, most=500, exact=exact) is None
+
+
+def test_a_scan_whose_bounds_are_loose_drops_them_and_scans_with_the_same_answer():
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(5_000, DIM)).astype(np.float32)  # no dominant axes
+    scan = ExactScan(VectorStore(vectors), bound_dims=4, bound_min_rows=1_000)
+    assert not scan.bounded
+    for query in rng.normal(size=(5, DIM)).astype(np.float32):
+        assert scan.search_bounded(query, k=10, allowed=None) is None
+        _, found = scan.search(query[None], k=10, allowed=[None])
+        assert_nearest(vectors, query, found[0], 10)
+
+
+def test_a_flat_index_at_its_default_size_answers_exactly_with_its_bounds():
+    rng = np.random.default_rng(5)
+    n = 20_000  # past BOUND_MIN_ROWS: the flat kind fits its bounds
+    vectors = low_rank(rng, n)
+    rows = SongRows(
+        ids=np.arange(n, dtype=np.int64) * 3 + 1,
+        artist_ids=rng.integers(0, 500, n),
+        genres=np.array(["Rock", "Jazz"], dtype=object)[rng.integers(0, 2, n)],
+        latitudes=np.zeros(n),
+        longitudes=np.zeros(n),
+    )
+    index = FaissSongIndex.from_embeddings(rows, vectors, IndexSpec(coalesce_wait_ms=0.5))
+    index.remove(rows.ids[[7, 100]])
+    assert index._exact.bounded
+    alive = np.ones(n, dtype=bool)
+    alive[[7, 100]] = False
+    queries = vectors[rng.integers(0, n, 40)] + rng.normal(size=(40, DIM)).astype(np.float32) / 10
+
+    def search(q):  # from many threads at once: lone bounded queries beside coalesced scans
+        where = SongFilter(genre="Jazz") if q % 2 else SongFilter()
+        return [n_.song_id for n_ in index.search(queries[q], k=12, where=where)[0]]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(search, range(len(queries))))
+    for q, found in enumerate(answers):
+        mask = alive & (rows.genres == "Jazz") if q % 2 else alive
+        assert found == rows.ids[brute_force(vectors, queries[q], 12, mask)].tolist()
