@@ -14,9 +14,10 @@ scalar-quantised codes (FAISS `IndexScalarQuantizer`), scanned for a pool of
 vectors themselves, memory-mapped from the persisted cache, so several server
 processes share one copy in the page cache.
 
-With `bound_dims`, a float32 scan first tries lower bounds from a few principal
-axes (app/index/bounds.py): where they are tight, a query reads the short points
-and a few hundred vectors instead of every row, with the same exact answer.
+With `bound_dims`, a search first tries lower bounds from a few principal axes
+(app/index/bounds.py): where they are tight, a query reads the short points and a
+few hundred float32 vectors instead of every row (or every code), and its answer is
+exact whatever the store.
 
     >>> scan = ExactScan(VectorStore(embeddings), store="sq8", refine=4)
     >>> distances, rows = scan.search(queries, k=10, allowed=[mask_or_none, ...])
@@ -32,7 +33,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from app.index.bounds import ProjectedBounds
+from app.index.bounds import FIT_ROWS, ProjectedBounds
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,9 @@ class ExactScan:
         bound_min_rows: int = BOUND_MIN_ROWS,
     ):
         """chunk: most rows scored per step (tests cross chunk boundaries with small ones).
-        bound_dims: principal axes of the lower bounds (float32 store only), None: none;
-        they are fitted once `bound_min_rows` rows are stored."""
+        bound_dims: principal axes of the lower bounds, None: none; they are fitted once
+        `bound_min_rows` rows are stored. With a quantised store, the few rows they pass
+        are read from the float32 vectors (the file) and the codes serve the scans."""
         if store not in STORES:
             raise ValueError(f"store must be one of {', '.join(STORES)}: {store!r}")
         if chunk is not None and chunk < 1:
@@ -217,7 +219,7 @@ class ExactScan:
             vectors.read_through_file = True  # only the re-ranked rows become resident
         self._bounds: ProjectedBounds | None = None
         self._bound_min_rows = bound_min_rows
-        if bound_dims is not None and store == "float32" and bound_dims < vectors.dim:
+        if bound_dims is not None and bound_dims < vectors.dim:
             self._bounds = ProjectedBounds(vectors.dim, dims=bound_dims)
         self._index_rows(0)
 
@@ -250,8 +252,10 @@ class ExactScan:
         if bounds is None or len(self) < self._bound_min_rows:
             return
         fitting = not bounds.fitted
-        if fitting:  # the axes of the rows stored by then; later rows reuse them
-            bounds.fit(self.vectors.read(0, min(len(self), ADD_CHUNK)))
+        if fitting:  # the axes of rows spread over those stored; later rows reuse them
+            spread = np.linspace(0, len(self) - 1, min(len(self), FIT_ROWS)).astype(np.int64)
+            # Read from the file: through a mapping, every page touched would stay resident.
+            bounds.fit(self.vectors.take(np.unique(spread), from_file=True))
         for lo in range(bounds.ntotal, len(self), ADD_CHUNK):
             bounds.add(self.vectors.read(lo, min(lo + ADD_CHUNK, len(self))))
         if fitting and not self._bounds_tight():

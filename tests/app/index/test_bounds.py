@@ -154,3 +154,18 @@ def test_a_flat_index_at_its_default_size_answers_exactly_with_its_bounds():
     for q, found in enumerate(answers):
         mask = alive & (rows.genres == "Jazz") if q % 2 else alive
         assert found == rows.ids[brute_force(vectors, queries[q], 12, mask)].tolist()
+
+
+@pytest.mark.parametrize("store", ["float16", "sq8"])
+def test_a_quantised_store_with_bounds_answers_exactly(store):
+    """The codes only serve scans; the rows the bounds pass are ranked by float32 vectors,
+    so the answer is the exact one, not one within the codes' re-ranked pool."""
+    rng = np.random.default_rng(6)
+    vectors = low_rank(rng, 6_000)
+    scan = ExactScan(VectorStore(vectors), store=store, bound_dims=6, bound_min_rows=1_000)
+    assert scan.bounded
+    for q, query in enumerate(low_rank(rng, 15)):
+        mask = None if q % 2 else rng.random(len(vectors)) < 0.6
+        assert scan.search_bounded(query, k=20, allowed=mask) is not None
+        _, found = scan.search(query[None], k=20, allowed=[mask])
+        assert_nearest(vectors, query, found[0], 20, mask)
