@@ -440,7 +440,7 @@ class ExactScan:
             if mask is not None:
                 bits = np.packbits(mask, bitorder="little")  # alive through the search
                 params = faiss.SearchParameters(
-                    sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+                    sel=faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
                 )
                 with self._scanning:
                     _, rows = self._codes.search(queries[q : q + 1], pool, params=params)

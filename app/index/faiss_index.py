@@ -358,7 +358,7 @@ class FaissSongIndex:
         selector, bits = None, None
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")  # kept alive through the search
-            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
         n_candidates = candidates_for(self._faiss, k, self.spec)
         if selector is None:  # FAISS only reads them: one object per k serves every search
             params = self._unfiltered_params.get(n_candidates)

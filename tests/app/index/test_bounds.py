@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
+import faiss
 import numpy as np
 import pytest
 
@@ -94,12 +95,75 @@ def test_rows_added_after_fitting_find_themselves_by_their_bounds(bounded_scan):
         assert found[0][0] == row and distances[0][0] == 0.0
 
 
-def test_a_range_search_finds_the_rows_past_the_first_reach(bounded_scan, monkeypatch):
-    scan, vectors, queries = bounded_scan
-    monkeypatch.setattr(bounds_module, "REACH", 8)  # far fewer than pass: a range search
+def counting_range_searches(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = faiss.IndexFlatL2.range_search
+
+    def counted(index, *args, **kwargs):
+        calls.append(1)
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(faiss.IndexFlatL2, "range_search", counted)
+    return calls
+
+
+def test_a_range_search_finds_the_rows_past_the_first_reach_within_the_mask(monkeypatch):
+    rng = np.random.default_rng(7)
+    vectors = low_rank(rng, 4_000, noise=0.6)  # looser bounds: more rows pass than fetched
+    scan = ExactScan(VectorStore(vectors), bound_dims=6, bound_min_rows=1_000)
+    monkeypatch.setattr(bounds_module, "REACH", 8)
+    calls = counting_range_searches(monkeypatch)
+    for query in low_rank(rng, 10, noise=0.6):
+        mask = rng.random(len(vectors)) < 0.5
+        distances, found = scan.search_bounded(query, k=1, allowed=mask)
+        assert_nearest(vectors, query, found[0], 1, mask)
+    assert len(calls) >= 3  # the range searches ran, and their rows gave the answers
+
+
+def test_a_mask_passing_fewer_rows_than_the_pool_yields_all_of_them():
+    rng = np.random.default_rng(8)
+    vectors = rng.normal(size=(2_000, DIM)).astype(np.float32)
+    bounds = ProjectedBounds(DIM, dims=1)  # loose: bound order far from distance order
+    bounds.fit(vectors)
+    bounds.add(vectors)
+    mask = np.zeros(len(vectors), dtype=bool)
+    mask[rng.choice(len(vectors), 15, replace=False)] = True
+    for query in rng.normal(size=(5, DIM)).astype(np.float32):
+        rows = bounds.candidates(
+            query,
+            k=5,
+            pool=21,
+            mask=mask,
+            most=500,
+            exact=lambda r, q=query: squared(vectors[r], q),
+        )
+        assert sorted(rows.tolist()) == np.flatnonzero(mask).tolist()
+
+
+def test_rows_whose_bound_is_their_distance_keep_the_kth_by_the_rounding_margin():
+    """Rows in the span of the axes: bound and distance are one number, so only the margin
+    keeps the k-th nearest row (whose distance is tau) inside the radius."""
+    rng = np.random.default_rng(9)
+    vectors = low_rank(rng, 4_000, noise=0.0)
+    scan = ExactScan(VectorStore(vectors), bound_dims=5, bound_min_rows=1_000)
+    for query in low_rank(rng, 40, noise=0.0):
+        for k in (1, 10):
+            _, found = scan.search_bounded(query, k=k, allowed=None)
+            assert_nearest(vectors, query, found[0], k)
+
+
+def test_one_far_off_row_leaves_the_other_queries_bounded(bounded_scan, monkeypatch):
+    _, vectors, queries = bounded_scan
+    store = VectorStore(vectors)
+    scan = ExactScan(store, bound_dims=6, bound_min_rows=1_000)
+    store.append(vectors[:1] * 50)  # a spread thousands of times the others'
+    scan.appended()
+    calls = counting_range_searches(monkeypatch)
+    every = np.concatenate([vectors, vectors[:1] * 50])
     for query in queries[:10]:
-        _, found = scan.search_bounded(query, k=30, allowed=None)
-        assert_nearest(vectors, query, found[0], 30)
+        _, found = scan.search_bounded(query, k=10, allowed=None)
+        assert_nearest(every, query, found[0], 10)
+    assert not calls  # the margins stayed the queries' own: the first reach sufficed
 
 
 def test_bounds_passing_more_rows_than_asked_answer_none():
