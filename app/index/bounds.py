@@ -36,9 +36,9 @@ import faiss
 import numpy as np
 
 # Principal axes kept: short points of 48 floats, three 512-bit words. On the demo
-# catalogue's model (106,467 songs), 47 axes held 96.1% of the variance and a query for
-# 26 rows passed 144 rows at the median, 306 at most of 100 (measured); a query took
-# 1.40 ms against 1.59 with 31 axes and 1.57 with 63 (interleaved runs, one core).
+# catalogue's model (106,467 songs; bench/bounds.py, BENCHMARKS.md), 47 axes held 96.1%
+# of the variance, a query for 10 songs passed 86 rows at the median and 242 at most of
+# 200, and took 1.30 ms, against 1.33 with 31 axes and 1.46 with 63 (one run).
 BOUND_DIMS = 47
 FIT_ROWS = 16_384  # rows sampled to fit the axes: plenty for a 518 x 518 covariance
 REACH = 512  # rows fetched by bound at first: enough that a range search is rare
