@@ -5,6 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import faiss
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.catalogue.rows import SongRows
 from app.index import bounds as bounds_module
@@ -233,3 +235,41 @@ def test_a_quantised_store_with_bounds_answers_exactly(store):
         assert scan.search_bounded(query, k=20, allowed=mask) is not None
         _, found = scan.search(query[None], k=20, allowed=[mask])
         assert_nearest(vectors, query, found[0], 20, mask)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=400),
+    k=st.integers(min_value=1, max_value=60),
+    share=st.floats(min_value=0.0, max_value=1.0),
+    copies=st.integers(min_value=0, max_value=20),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_bounded_answers_equal_brute_force_on_any_small_catalogue(n, k, share, copies, seed):
+    """Tiny catalogues, k past the rows that pass, masks passing none, exact duplicates."""
+    rng = np.random.default_rng(seed)
+    vectors = low_rank(rng, n)
+    vectors = np.concatenate([vectors, np.repeat(vectors[:1], copies, axis=0)])
+    scan = ExactScan(VectorStore(vectors), bound_dims=4, bound_min_rows=1)
+    query = vectors[rng.integers(0, len(vectors))] + rng.normal(size=DIM).astype(np.float32)
+    mask = rng.random(len(vectors)) < share
+    bounds = scan._bounds  # None where the probes found them loose: then only the scan
+    candidates = None
+    if bounds is not None:
+        candidates = bounds.candidates(
+            query,
+            k=k,
+            pool=k + 16,
+            mask=mask,
+            most=len(vectors),
+            exact=lambda r: squared(vectors[r], query),
+        )
+    if candidates is not None:
+        expected = brute_force(vectors, query, k, mask)
+        d = squared(vectors, query)
+        kth = d[expected[-1]] if expected else -np.inf
+        # Every allowed row at most as far as the k-th nearest is a candidate.
+        assert set(np.flatnonzero(mask & (d <= kth)).tolist()) <= set(candidates.tolist())
+        assert mask[candidates].all()
+    _, found = scan.search(query[None], k=k, allowed=[mask])
+    assert_nearest(vectors, query, found[0], k, mask)
