@@ -51,6 +51,7 @@ QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuant
 ADD_CHUNK = 65_536
 BOUND_MIN_ROWS = 16_384  # fewer rows are scanned whole: a scan of them is quick anyway
 BOUND_PROBES = 16  # stored rows searched once the bounds are fitted, to see they are tight
+PROBE_K = 10  # neighbours each probe asks for: the service's default k
 FEW_ROWS = 4096  # rows read as they come (unsorted): a search's candidates, pages resident
 
 
@@ -228,7 +229,7 @@ class ExactScan:
 
     @property
     def bounded(self) -> bool:
-        """Whether dense searches try the lower bounds first (fitted, float32 store)."""
+        """Whether dense searches try the lower bounds first (fitted, and tight)."""
         return self._bounds is not None and self._bounds.fitted
 
     def appended(self) -> None:
@@ -236,6 +237,8 @@ class ExactScan:
         self._index_rows(len(self._norms))
 
     def _index_rows(self, start: int) -> None:
+        fitting = self._fit_bounds_if_due(start)
+        bounds = self._bounds if self._bounds is not None and self._bounds.fitted else None
         for first, part in self.vectors.parts():
             for lo in range(max(start - first, 0), len(part), ADD_CHUNK):
                 chunk = self.vectors.read(first + lo, first + min(lo + ADD_CHUNK, len(part)))
@@ -244,31 +247,34 @@ class ExactScan:
                     if not self._codes.is_trained:  # per-dimension ranges from the first rows
                         self._codes.train(chunk)
                     self._codes.add(chunk)
-        self._index_bounds()
-
-    def _index_bounds(self) -> None:
-        """Short points for the rows that have none: all of them once enough are stored."""
-        bounds = self._bounds
-        if bounds is None or len(self) < self._bound_min_rows:
-            return
-        fitting = not bounds.fitted
-        if fitting:  # the axes of rows spread over those stored; later rows reuse them
-            spread = np.linspace(0, len(self) - 1, min(len(self), FIT_ROWS)).astype(np.int64)
-            # Read from the file: through a mapping, every page touched would stay resident.
-            bounds.fit(self.vectors.take(np.unique(spread), from_file=True))
-        for lo in range(bounds.ntotal, len(self), ADD_CHUNK):
-            bounds.add(self.vectors.read(lo, min(lo + ADD_CHUNK, len(self))))
+                if bounds is not None:  # the same read serves the short points
+                    bounds.add(chunk)
         if fitting and not self._bounds_tight():
             self._bounds = None
+
+    def _fit_bounds_if_due(self, start: int) -> bool:
+        """Fit the bounds' axes once enough rows are stored, on rows spread over them
+        (later rows reuse the axes), and give short points to the `start` rows indexed
+        before; whether it fitted them now."""
+        bounds = self._bounds
+        if bounds is None or bounds.fitted or len(self.vectors) < self._bound_min_rows:
+            return False
+        n = len(self.vectors)
+        spread = np.unique(np.linspace(0, n - 1, min(n, FIT_ROWS)).astype(np.int64))
+        # Read from the file: through a mapping, every page touched would stay resident.
+        bounds.fit(self.vectors.take(spread, from_file=True))
+        for lo in range(0, start, ADD_CHUNK):
+            bounds.add(self.vectors.read(lo, min(lo + ADD_CHUNK, start)))
+        return True
 
     def _bounds_tight(self) -> bool:
         """Whether the bounds answer most probes: where they are loose (a space without
         dominant axes, e.g. z-scored features: 47 axes held 62% of the demo catalogue's
-        variance, and over 20,000 rows passed a query for 26), every query would pay for
-        them and then scan every row anyway."""
+        variance, and at least 20,000 rows passed a query for 26), every query would pay
+        for them and then scan every row anyway."""
         probes = self.vectors.take(np.linspace(0, len(self) - 1, BOUND_PROBES).astype(np.int64))
-        pool = 10 + EXTRA_CANDIDATES
-        answered = sum(self._bounded(probe, None, 10, pool) is not None for probe in probes)
+        pool = PROBE_K + EXTRA_CANDIDATES
+        answered = sum(self._bounded(p, None, PROBE_K, pool) is not None for p in probes)
         log.info(
             "exact search: lower bounds from %d axes answered %d of %d probes%s",
             self._bounds.dims if self._bounds else 0,

@@ -273,3 +273,20 @@ def test_bounded_answers_equal_brute_force_on_any_small_catalogue(n, k, share, c
         assert mask[candidates].all()
     _, found = scan.search(query[None], k=k, allowed=[mask])
     assert_nearest(vectors, query, found[0], k, mask)
+
+
+def test_bounds_fitted_when_added_rows_cross_the_threshold_cover_the_earlier_rows():
+    rng = np.random.default_rng(10)
+    vectors = low_rank(rng, 8_000)
+    store = VectorStore(vectors[:500])
+    scan = ExactScan(store, bound_dims=6, bound_min_rows=1_000)
+    assert not scan.bounded  # too few rows yet: scanned
+    store.append(vectors[500:])
+    scan.appended()
+    assert scan.bounded
+    for row in (0, 499, 500, 7_999):  # before and after the crossing
+        distances, found = scan.search_bounded(vectors[row], k=3, allowed=None)
+        assert found[0][0] == row and distances[0][0] == 0.0
+    for query in low_rank(rng, 10):
+        _, found = scan.search_bounded(query, k=15, allowed=None)
+        assert_nearest(vectors, query, found[0], 15)
